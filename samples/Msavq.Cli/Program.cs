@@ -1,4 +1,29 @@
-using TorchSharp;
-var t = torch.randn(3, 3);
-Console.WriteLine(t.sum().item<float>());
-Console.WriteLine(torch.get_num_threads());
+using Msavq.Cli.Commands;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace Msavq.Cli;
+
+public static class Program
+{
+    public static int Main(string[] args) => Run(args);
+
+    /// <summary>Runs the command line in-process (tests call this).</summary>
+    public static int Run(string[] args, IAnsiConsole? console = null)
+    {
+        var app = new CommandApp();
+        app.Configure(c =>
+        {
+            c.SetApplicationName("msavq");
+            if (console != null) c.ConfigureConsole(console);
+            c.AddCommand<TrainCommand>("train")
+                .WithDescription("Train the reference ShapesVlm from scratch on Shapes-VQA (resumable).")
+                .WithExample("train", "--minutes", "90", "--out", "runs/train");
+            c.AddCommand<EvalCommand>("eval")
+                .WithDescription("Accuracy per question family on the Shapes-VQA test split (default: the shipped model).")
+                .WithExample("eval", "--questions", "2000");
+            c.SetExceptionHandler((ex, _) => CliErrors.Report(ex, console ?? AnsiConsole.Console, args));
+        });
+        return app.Run(args);
+    }
+}

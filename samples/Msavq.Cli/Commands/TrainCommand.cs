@@ -1,0 +1,85 @@
+using System.ComponentModel;
+using Msavq.Cli.Training;
+using Msavq.MLNet.Data;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace Msavq.Cli.Commands;
+
+public sealed class TrainCommand : Command<TrainCommand.Settings>
+{
+    public sealed class Settings : CommandSettings
+    {
+        [CommandOption("--out <DIR>"), Description("Folder for checkpoints (last.ckpt, best.ckpt) and curve.csv.")]
+        public string Output { get; init; } = new TrainingOptions().OutputDirectory;
+
+        [CommandOption("--minutes <MIN>"), Description("Wall-clock training budget; the LR schedule spans it.")]
+        public double Minutes { get; init; } = new TrainingOptions().Minutes;
+
+        [CommandOption("--batch <N>"), Description("Batch size.")]
+        public int Batch { get; init; } = new TrainingOptions().BatchSize;
+
+        [CommandOption("--lr <LR>"), Description("Peak learning rate.")]
+        public double LearningRate { get; init; } = new TrainingOptions().LearningRate;
+
+        [CommandOption("--threads <N>"), Description("Torch intra-op threads.")]
+        public int Threads { get; init; } = new TrainingOptions().Threads;
+
+        [CommandOption("--seed <N>"), Description("Seed of the initial weights.")]
+        public int Seed { get; init; } = new TrainingOptions().Seed;
+
+        [CommandOption("--resume"), Description("Continue from the checkpoint and optimizer state in --out.")]
+        public bool Resume { get; init; }
+
+        [CommandOption("--verbose"), Description("Print stack traces on errors.")]
+        public bool Verbose { get; init; }
+
+        public override ValidationResult Validate() =>
+            Minutes <= 0 ? ValidationResult.Error("--minutes must be > 0")
+            : Batch < 1 ? ValidationResult.Error("--batch must be >= 1")
+            : LearningRate <= 0 ? ValidationResult.Error("--lr must be > 0")
+            : Threads < 1 ? ValidationResult.Error("--threads must be >= 1")
+            : ValidationResult.Success();
+    }
+
+    public override int Execute(CommandContext context, Settings s, CancellationToken cancellation)
+    {
+        var options = new TrainingOptions
+        {
+            OutputDirectory = s.Output, Minutes = s.Minutes, BatchSize = s.Batch, LearningRate = s.LearningRate,
+            Threads = s.Threads, Seed = s.Seed, Resume = s.Resume,
+        };
+        var trainer = new ShapesVlmTrainer(options);
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
+        ConsoleCancelEventHandler stop = (_, e) => { e.Cancel = true; cts.Cancel(); };
+        Console.CancelKeyPress += stop;
+        try
+        {
+            AnsiConsole.Progress().AutoClear(false).Columns(
+                    new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(),
+                    new ElapsedTimeColumn(), new RemainingTimeColumn())
+                .Start(ctx =>
+                {
+                    var task = ctx.AddTask("training", maxValue: 1.0);
+                    trainer.Train(
+                        (frac, step, loss) =>
+                        {
+                            task.Value = frac;
+                            task.Description = $"step {step} loss {loss:F3}";
+                        },
+                        p => AnsiConsole.MarkupLine(
+                            $"[grey]{p.Minutes,6:F1} min[/] step {p.Step}: val accuracy [bold]{p.Validation.Accuracy:P1}[/] " +
+                            string.Join(" ", p.Validation.FamilyAccuracy.Select(kv =>
+                                $"{ShapesVqaGenerator.NameOf(kv.Key)} {kv.Value:P0}"))),
+                        cts.Token);
+                });
+        }
+        finally
+        {
+            Console.CancelKeyPress -= stop;
+        }
+        AnsiConsole.MarkupLine($"checkpoints: {Markup.Escape(trainer.LastCheckpoint)}, {Markup.Escape(trainer.BestCheckpoint)}; " +
+                               $"curve: {Markup.Escape(trainer.CurvePath)}");
+        return cts.IsCancellationRequested ? 130 : 0;
+    }
+}

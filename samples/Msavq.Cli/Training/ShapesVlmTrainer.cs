@@ -1,0 +1,157 @@
+using System.Diagnostics;
+using System.Globalization;
+using Msavq.MLNet;
+using Msavq.MLNet.Data;
+using Msavq.MLNet.Models;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace Msavq.Cli.Training;
+
+/// <summary>One evaluation point of the learning curve.</summary>
+public sealed record CurvePoint(double Minutes, long Step, double Loss, VqaEvaluation Validation);
+
+/// <summary>
+/// Trains <see cref="ShapesVlm"/> from scratch on the Shapes-VQA train stream: answer-token cross-entropy plus an
+/// auxiliary per-cell shape/colour loss on the image tokens (grounding, reference-vlm.md §What to try 1), AdamW with
+/// warm-up and a cosine schedule over the wall-clock budget, a 3→6-object curriculum. Checkpoints every evaluation,
+/// resumable.
+/// </summary>
+public sealed class ShapesVlmTrainer
+{
+    private readonly TrainingOptions _o;
+    public ShapesVlmTrainer(TrainingOptions options) => _o = options;
+
+    public string LastCheckpoint => Path.Combine(_o.OutputDirectory, "last.ckpt");
+    public string BestCheckpoint => Path.Combine(_o.OutputDirectory, "best.ckpt");
+    private string StatePath => Path.Combine(_o.OutputDirectory, "trainer.state");
+    public string CurvePath => Path.Combine(_o.OutputDirectory, "curve.csv");
+
+    /// <param name="onStep">Called after each step with (fraction of budget done, step, smoothed loss).</param>
+    /// <param name="onEval">Called after each evaluation.</param>
+    public void Train(Action<double, long, double> onStep, Action<CurvePoint> onEval, CancellationToken cancel)
+    {
+        Directory.CreateDirectory(_o.OutputDirectory);
+        torch.set_num_threads(_o.Threads);
+        torch.random.manual_seed(_o.Seed);
+        var model = new ShapesVlm(new ShapesVlmConfig());
+        var c = model.Config;
+        var shapeHead = nn.Linear(c.VisionWidth, ShapesWorld.Shapes.Length + 1);
+        var colorHead = nn.Linear(c.VisionWidth, ShapesWorld.Colors.Length + 1);
+        var parameters = model.parameters().Concat(shapeHead.parameters()).Concat(colorHead.parameters()).ToList();
+        var optimizer = optim.AdamW(parameters, lr: _o.LearningRate, weight_decay: _o.WeightDecay);
+
+        long step = 0; double elapsedBefore = 0, best = -1; int resumes = 0;
+        if (_o.Resume && File.Exists(StatePath) && File.Exists(LastCheckpoint))
+        {
+            using var trained = ShapesVlmCheckpoint.Load(LastCheckpoint);
+            using (no_grad())
+                foreach (var (p, q) in model.parameters().Zip(trained.parameters())) p.copy_(q);
+            using var r = new BinaryReader(File.OpenRead(StatePath));
+            step = r.ReadInt64(); elapsedBefore = r.ReadDouble(); best = r.ReadDouble(); resumes = r.ReadInt32() + 1;
+            shapeHead.load(r); colorHead.load(r);
+            optimizer.load_state_dict(r);
+        }
+        else if (File.Exists(CurvePath)) File.Delete(CurvePath);
+
+        var validation = new ShapesVqaGenerator(ShapesVqa.SeedOf(ShapesVqaSplit.Validation)).Take(_o.EvalQuestions).ToList();
+        // A fresh stream per resume, so a resumed run does not replay the examples it has already seen.
+        var train = new ShapesVqaGenerator(ShapesVqa.SeedOf(ShapesVqaSplit.Train) + 7919 * resumes, maxObjects: 3);
+        double budget = _o.Minutes * 60;
+        var clock = Stopwatch.StartNew();
+        double Elapsed() => elapsedBefore + clock.Elapsed.TotalSeconds;
+        double nextEval = (Math.Floor(Elapsed() / (_o.EvalEveryMinutes * 60)) + 1) * _o.EvalEveryMinutes * 60;
+        double smooth = double.NaN;
+        model.train();
+
+        while (Elapsed() < budget && !cancel.IsCancellationRequested)
+        {
+            double frac = Elapsed() / budget;
+            train.MaxObjects = Math.Clamp(3 + (int)(4 * frac / _o.CurriculumFraction), 3, ShapesWorld.MaxObjects);
+            double lr = step < _o.WarmupSteps
+                ? _o.LearningRate * (step + 1) / _o.WarmupSteps
+                : _o.MinLearningRate + 0.5 * (_o.LearningRate - _o.MinLearningRate) * (1 + Math.Cos(Math.PI * Math.Min(frac, 1)));
+            foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
+
+            double lossValue;
+            using (var scope = NewDisposeScope())
+            {
+                var examples = train.Take(_o.BatchSize).ToList();
+                using var batch = model.Encode(examples.Select(e => new VqaInput(e.Image, e.Question, e.Answer)).ToList());
+                var features = model.EncodeImage(batch.Pixels);
+                var logits = model.Decode(features, batch.Tokens);
+                var loss = ShapesVlm.LossFromLogits(logits, batch);
+                var (cellShape, cellColor) = CellTargets(examples);
+                var aux = F.cross_entropy(shapeHead.call(features).reshape(-1, shapeHead.out_features), cellShape.reshape(-1))
+                        + F.cross_entropy(colorHead.call(features).reshape(-1, colorHead.out_features), cellColor.reshape(-1));
+                var total = loss + _o.AuxiliaryWeight * aux;
+                optimizer.zero_grad();
+                total.backward();
+                nn.utils.clip_grad_norm_(parameters, 1.0);
+                optimizer.step();
+                lossValue = loss.item<float>();
+            }
+            step++;
+            smooth = double.IsNaN(smooth) ? lossValue : 0.98 * smooth + 0.02 * lossValue;
+            onStep(Math.Min(Elapsed() / budget, 1), step, smooth);
+
+            bool last = Elapsed() >= budget || cancel.IsCancellationRequested;
+            if (Elapsed() >= nextEval || last)
+            {
+                nextEval += _o.EvalEveryMinutes * 60;
+                model.eval();
+                var eval = VqaEvaluator.Evaluate(model, validation);
+                model.train();
+                var point = new CurvePoint(Elapsed() / 60, step, smooth, eval);
+                AppendCurve(point);
+                ShapesVlmCheckpoint.Save(model, LastCheckpoint);
+                if (eval.Accuracy > best) { best = eval.Accuracy; ShapesVlmCheckpoint.Save(model, BestCheckpoint); }
+                SaveState(step, Elapsed(), best, resumes, shapeHead, colorHead, optimizer);
+                onEval(point);
+            }
+        }
+    }
+
+    private static (Tensor Shape, Tensor Color) CellTargets(IReadOnlyList<VqaExample> examples)
+    {
+        int cells = ShapesWorld.GridSize * ShapesWorld.GridSize;
+        var s = new long[examples.Count * cells];
+        var k = new long[examples.Count * cells];
+        for (int i = 0; i < examples.Count; i++)
+        {
+            var (shape, color) = examples[i].Scene.CellLabels();
+            for (int j = 0; j < cells; j++) { s[i * cells + j] = shape[j]; k[i * cells + j] = color[j]; }
+        }
+        return (tensor(s, new long[] { examples.Count, cells }), tensor(k, new long[] { examples.Count, cells }));
+    }
+
+    private void SaveState(long step, double elapsed, double best, int resumes, Linear shapeHead, Linear colorHead,
+                           OptimizerHelper optimizer)
+    {
+        using var ms = new MemoryStream();
+        using (var w = new BinaryWriter(ms, System.Text.Encoding.UTF8, leaveOpen: true))
+        {
+            w.Write(step); w.Write(elapsed); w.Write(best); w.Write(resumes);
+            shapeHead.save(w); colorHead.save(w);
+            optimizer.save_state_dict(w);
+        }
+        AtomicFile.Write(StatePath, ms.ToArray());
+    }
+
+    private void AppendCurve(CurvePoint p)
+    {
+        bool header = !File.Exists(CurvePath);
+        using var w = File.AppendText(CurvePath);
+        var families = Enum.GetValues<QuestionFamily>();
+        if (header)
+            w.WriteLine("minutes,step,train_loss,val_accuracy,val_nll," + string.Join(",", families.Select(ShapesVqaGenerator.NameOf)));
+        var inv = CultureInfo.InvariantCulture;
+        w.WriteLine(string.Join(",", new[]
+        {
+            p.Minutes.ToString("F1", inv), p.Step.ToString(inv), p.Loss.ToString("F4", inv),
+            p.Validation.Accuracy.ToString("F4", inv), p.Validation.AnswerNll.ToString("F4", inv),
+        }.Concat(families.Select(f => p.Validation.FamilyAccuracy.GetValueOrDefault(f).ToString("F4", inv)))));
+    }
+}

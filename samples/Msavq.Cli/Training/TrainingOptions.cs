@@ -1,0 +1,23 @@
+namespace Msavq.Cli.Training;
+
+/// <summary>Knobs of <see cref="ShapesVlmTrainer"/>; the defaults are the recipe of the shipped checkpoint.</summary>
+public sealed record TrainingOptions
+{
+    public string OutputDirectory { get; init; } = "runs/train";
+    /// <summary>Wall-clock budget; the learning-rate schedule is laid over it.</summary>
+    public double Minutes { get; init; } = 90;
+    public int BatchSize { get; init; } = 64;
+    public double LearningRate { get; init; } = 6e-4;
+    public double MinLearningRate { get; init; } = 2e-5;
+    public int WarmupSteps { get; init; } = 200;
+    public double WeightDecay { get; init; } = 0.05;
+    /// <summary>Weight of the per-cell shape/colour loss that grounds the image encoder (reference-vlm.md).</summary>
+    public double AuxiliaryWeight { get; init; } = 0.5;
+    /// <summary>Fraction of the budget over which scenes grow from 3 to the full 6 objects.</summary>
+    public double CurriculumFraction { get; init; } = 0.2;
+    public double EvalEveryMinutes { get; init; } = 5;
+    public int EvalQuestions { get; init; } = 1200;
+    public int Seed { get; init; } = 7;
+    public int Threads { get; init; } = Environment.ProcessorCount;
+    public bool Resume { get; init; }
+}

@@ -1,0 +1,44 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Msavq.MLNet.Models;
+
+/// <summary>What each token of a batch is; calibration weighs image and text tokens separately (algorithm.md §7.5).</summary>
+public enum TokenModality : byte { Text = 0, Image = 1, Answer = 2 }
+
+/// <summary>A quantizable Linear layer, by dotted name, with the block it belongs to (for sequential mode).</summary>
+public sealed record QuantizableLayer(string Name, int Block, TorchSharp.Modules.Linear Module);
+
+/// <summary>Predicted answers with the model's probability for each.</summary>
+public sealed record VlmPrediction(string[] Answers, float[] Scores);
+
+/// <summary>
+/// The model contract of architecture.md §4: any TorchSharp VLM that supplies these can be calibrated and
+/// quantized. Implementations invoke every listed Linear through <c>call()</c>, so forward hooks see it.
+/// </summary>
+public interface IQuantizableModel
+{
+    /// <summary>The Linear layers to quantize, in forward order, grouped into blocks.</summary>
+    IReadOnlyList<QuantizableLayer> QuantizableLayers { get; }
+
+    /// <summary>The device the model's parameters live on.</summary>
+    Device Device { get; }
+
+    /// <summary>Turns rows into tensors on <see cref="Device"/>.</summary>
+    VlmBatch Encode(IReadOnlyList<VqaInput> rows);
+
+    /// <summary>Mean cross-entropy over answer tokens (drives the weight gradient and the output-gradient factor).</summary>
+    Tensor Loss(VlmBatch batch);
+
+    /// <summary>Logits of the first answer token, [batch, vocabulary].</summary>
+    Tensor AnswerLogits(VlmBatch batch);
+
+    /// <summary>The text of an answer token id (a column of <see cref="AnswerLogits"/>).</summary>
+    string AnswerText(long tokenId);
+
+    /// <summary>Greedy answers and their probabilities.</summary>
+    VlmPrediction Predict(VlmBatch batch);
+}
+
+/// <summary>One row for a VLM: image bytes (H×W×3), question text, and the answer when known.</summary>
+public readonly record struct VqaInput(byte[] Image, string Question, string? Answer = null);

@@ -1,0 +1,26 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Msavq.MLNet.Models.Layers;
+
+/// <summary>Root-mean-square layer norm with a learned gain (no mean subtraction, no bias).</summary>
+public sealed class RmsNorm : nn.Module<Tensor, Tensor>
+{
+    private readonly Parameter weight;
+    private readonly double _eps;
+
+    public RmsNorm(string name, int width, double eps = 1e-6) : base(name)
+    {
+        weight = nn.Parameter(ones(width));
+        _eps = eps;
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        var y = x * rsqrt(x.pow(2).mean(new long[] { -1 }, keepdim: true) + _eps) * weight;
+        return y.MoveToOuterDisposeScope();
+    }
+}

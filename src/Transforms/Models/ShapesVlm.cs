@@ -1,0 +1,236 @@
+using System.Reflection;
+using Msavq.MLNet.Models.Layers;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace Msavq.MLNet.Models;
+
+/// <summary>
+/// The reference VLM, LLaVA-shaped: ViT image encoder → projector MLP → decoder-only language model over
+/// [bos; image tokens; question tokens; answer tokens], answering by next-token prediction through lm_head.
+/// Every Linear is invoked with <c>call()</c>, so forward hooks see it.
+/// </summary>
+public sealed class ShapesVlm : nn.Module<Tensor, Tensor, Tensor>, IQuantizableModel
+{
+    private readonly VisionEncoder vision;
+    private readonly Projector projector;
+    private readonly Embedding embed_tokens;
+    private readonly Parameter pos_embed;
+    private readonly ModuleList<DecoderBlock> layers;
+    private readonly RmsNorm norm;
+    private readonly Linear lm_head;
+    private IReadOnlyList<QuantizableLayer>? _quantizable;
+
+    public const string PretrainedResource = "Msavq.MLNet.Models.Pretrained.shapes-vlm.ckpt";
+
+    public ShapesVlm(ShapesVlmConfig config) : base("ShapesVlm")
+    {
+        Config = config;
+        Tokenizer = new ShapesTokenizer(config.Vocabulary);
+        vision = new VisionEncoder("vision", config);
+        projector = new Projector("projector", config.VisionWidth, config.TextWidth);
+        embed_tokens = nn.Embedding(config.Vocabulary.Count, config.TextWidth);
+        pos_embed = nn.Parameter(zeros(1, config.MaxSequence, config.TextWidth));
+        layers = nn.ModuleList(Enumerable.Range(0, config.TextLayers)
+            .Select(i => new DecoderBlock($"{i}", config.TextWidth, config.TextHeads, config.TextMlp)).ToArray());
+        norm = new RmsNorm("norm", config.TextWidth);
+        lm_head = nn.Linear(config.TextWidth, config.Vocabulary.Count, hasBias: false);
+        RegisterComponents();
+        Initialize();
+    }
+
+    public ShapesVlmConfig Config { get; }
+    public ShapesTokenizer Tokenizer { get; }
+    public Device Device => pos_embed.device;
+
+    /// <summary>Loads the checkpoint shipped inside this assembly (trained with <c>msavq train</c>).</summary>
+    public static ShapesVlm LoadPretrained(Device? device = null)
+    {
+        using var stream = typeof(ShapesVlm).Assembly.GetManifestResourceStream(PretrainedResource)
+            ?? throw new FileNotFoundException(
+                $"The pretrained ShapesVlm checkpoint is not embedded in {typeof(ShapesVlm).Assembly.GetName().Name} " +
+                $"(resource '{PretrainedResource}'). Train one with 'msavq train' and rebuild.");
+        var model = ShapesVlmCheckpoint.Load(stream, $"embedded resource {PretrainedResource}");
+        if (device != null) model.to(device);
+        return model;
+    }
+
+    /// <summary>Image encoder output, [B, image tokens, VisionWidth].</summary>
+    public Tensor EncodeImage(Tensor pixels) => vision.call(pixels);
+
+    /// <summary>Logits [B, L, vocabulary] for pixels [B,3,H,W] and text ids [B,T].</summary>
+    public override Tensor forward(Tensor pixels, Tensor tokens) => Decode(vision.call(pixels), tokens);
+
+    /// <summary>The language-model half: projector + decoder over precomputed image features.</summary>
+    public Tensor Decode(Tensor imageFeatures, Tensor tokens)
+    {
+        using var scope = NewDisposeScope();
+        var image = projector.call(imageFeatures);
+        var text = embed_tokens.call(tokens);
+        var x = cat(new[] { text[.., ..1], image, text[.., 1..] }, 1);
+        long l = x.shape[1];
+        if (l > Config.MaxSequence)
+            throw new ArgumentException($"Sequence of {l} positions exceeds the model's {Config.MaxSequence}.");
+        x = x + pos_embed[.., ..(int)l];
+        foreach (var block in layers) x = block.call(x);
+        return lm_head.call(norm.call(x)).MoveToOuterDisposeScope();
+    }
+
+    public IReadOnlyList<QuantizableLayer> QuantizableLayers => _quantizable ??= ListLayers();
+
+    private IReadOnlyList<QuantizableLayer> ListLayers()
+    {
+        int v = Config.VisionLayers;
+        var list = new List<QuantizableLayer>();
+        foreach (var (name, module) in named_modules())
+        {
+            if (module is not Linear linear || name == "lm_head") continue;
+            string[] parts = name.Split('.');
+            int block = parts[0] switch
+            {
+                "vision" => int.Parse(parts[2]),
+                "projector" => v,
+                "layers" => v + 1 + int.Parse(parts[1]),
+                _ => throw new InvalidOperationException($"Unexpected Linear '{name}'."),
+            };
+            list.Add(new QuantizableLayer(name, block, linear));
+        }
+        return list;
+    }
+
+    public VlmBatch Encode(IReadOnlyList<VqaInput> rows)
+    {
+        if (rows.Count == 0) throw new ArgumentException("Cannot encode an empty batch.", nameof(rows));
+        int b = rows.Count, p = Config.ImageTokens, side = Config.ImageSize;
+        int bytes = side * side * 3;
+        var pixelBytes = new byte[b * bytes];
+        var ids = new List<int>[b];
+        var answerStart = new int[b];
+        for (int i = 0; i < b; i++)
+        {
+            var row = rows[i];
+            if (row.Image is null || row.Image.Length != bytes)
+                throw new ArgumentException($"Row {i}: image has {row.Image?.Length ?? 0} bytes, expected {bytes} ({side}×{side}×3).");
+            Buffer.BlockCopy(row.Image, 0, pixelBytes, i * bytes, bytes);
+            var t = new List<int> { Tokenizer.BosId };
+            t.AddRange(Tokenizer.Encode(row.Question ?? ""));
+            answerStart[i] = t.Count;
+            if (row.Answer != null) t.AddRange(Tokenizer.Encode(row.Answer));
+            if (t.Count > Config.MaxTextTokens)
+                throw new ArgumentException($"Row {i}: {t.Count} text tokens exceed the model's {Config.MaxTextTokens}.");
+            ids[i] = t;
+        }
+        int tMax = ids.Max(t => t.Count), l = tMax + p;
+        var tokens = new long[b * tMax];
+        var labels = Enumerable.Repeat(-100L, b * l).ToArray();
+        var modality = new byte[b * l];
+        var valid = new float[b * l];
+        var answerPos = new long[b];
+        for (int i = 0; i < b; i++)
+        {
+            var t = ids[i];
+            for (int j = 0; j < t.Count; j++)
+            {
+                tokens[i * tMax + j] = t[j];
+                int pos = j == 0 ? 0 : j + p; // full-sequence position of text index j
+                valid[i * l + pos] = 1;
+                if (j >= answerStart[i])
+                {
+                    modality[i * l + pos] = (byte)TokenModality.Answer;
+                    labels[i * l + pos - 1] = t[j]; // the previous position predicts this answer token
+                }
+            }
+            for (int k = 1; k <= p; k++) { modality[i * l + k] = (byte)TokenModality.Image; valid[i * l + k] = 1; }
+            answerPos[i] = answerStart[i] - 1 + p;
+        }
+        var dev = Device;
+        using var scope = NewDisposeScope();
+        var pix = tensor(pixelBytes, new long[] { b, side, side, 3 }).to(dev)
+            .permute(0, 3, 1, 2).to_type(ScalarType.Float32).div_(127.5).sub_(1.0);
+        return new VlmBatch
+        {
+            Pixels = pix.contiguous().MoveToOuterDisposeScope(),
+            Tokens = tensor(tokens, new long[] { b, tMax }).to(dev).MoveToOuterDisposeScope(),
+            Labels = tensor(labels, new long[] { b, l }).to(dev).MoveToOuterDisposeScope(),
+            Modality = tensor(modality, new long[] { b, l }).to(dev).MoveToOuterDisposeScope(),
+            Valid = tensor(valid, new long[] { b, l }).to(dev).MoveToOuterDisposeScope(),
+            AnswerPositions = answerPos,
+        };
+    }
+
+    public Tensor Loss(VlmBatch batch) => LossFromLogits(call(batch.Pixels, batch.Tokens), batch);
+
+    /// <summary>Answer-token cross-entropy from logits already computed for <paramref name="batch"/>.</summary>
+    public static Tensor LossFromLogits(Tensor logits, VlmBatch batch) =>
+        F.cross_entropy(logits.reshape(-1, logits.shape[2]), batch.Labels.reshape(-1), ignore_index: -100);
+
+    public Tensor AnswerLogits(VlmBatch batch)
+    {
+        using var scope = NewDisposeScope();
+        var logits = call(batch.Pixels, batch.Tokens);
+        return GatherAnswerLogits(logits, batch).MoveToOuterDisposeScope();
+    }
+
+    public static Tensor GatherAnswerLogits(Tensor logits, VlmBatch batch)
+    {
+        var rowsIdx = arange(batch.Count, device: logits.device);
+        var pos = tensor(batch.AnswerPositions, device: logits.device);
+        return logits.index(TensorIndex.Tensor(rowsIdx), TensorIndex.Tensor(pos));
+    }
+
+    public string AnswerText(long tokenId) => Tokenizer.Decode((int)tokenId);
+
+    public VlmPrediction Predict(VlmBatch batch)
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var probs = F.softmax(AnswerLogits(batch).to_type(ScalarType.Float32), -1);
+        var (best, arg) = probs.max(1);
+        var ids = arg.cpu().data<long>().ToArray();
+        var scores = best.cpu().data<float>().ToArray();
+        return new VlmPrediction(ids.Select(AnswerText).ToArray(), scores);
+    }
+
+    private void Initialize()
+    {
+        using var _ = no_grad();
+        int depth = Config.VisionLayers + Config.TextLayers;
+        var residual = vision.Blocks.SelectMany(bk => bk.ResidualOutputs)
+            .Concat(layers.SelectMany(bk => bk.ResidualOutputs)).ToHashSet();
+        foreach (var (_, module) in named_modules())
+        {
+            if (module is Linear lin)
+            {
+                // GPT-2 style: small normal init; residual outputs shrunk with depth.
+                double std = residual.Contains(lin) ? 0.02 / Math.Sqrt(2.0 * depth) : 0.02;
+                nn.init.trunc_normal_(lin.weight, 0, std, -2 * std, 2 * std);
+                lin.bias?.zero_();
+            }
+            else if (module is Conv2d conv)
+            {
+                // He init for the stem (reference-vlm.md: default init let image features collapse).
+                nn.init.kaiming_normal_(conv.weight, nonlinearity: nn.init.NonlinearityType.ReLU);
+                conv.bias?.zero_();
+            }
+        }
+        nn.init.trunc_normal_(embed_tokens.weight, 0, 0.02, -0.04, 0.04);
+        nn.init.trunc_normal_(pos_embed, 0, 0.02, -0.04, 0.04);
+    }
+
+    /// <summary>Two-layer MLP mapping image features into the language model's width.</summary>
+    private sealed class Projector : nn.Module<Tensor, Tensor>
+    {
+        private readonly Linear fc1, fc2;
+
+        public Projector(string name, int inWidth, int outWidth) : base(name)
+        {
+            fc1 = nn.Linear(inWidth, outWidth);
+            fc2 = nn.Linear(outWidth, outWidth);
+            RegisterComponents();
+        }
+
+        public override Tensor forward(Tensor x) => fc2.call(F.gelu(fc1.call(x)));
+    }
+}

@@ -1,0 +1,102 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+
+namespace Msavq.MLNet.Models;
+
+/// <summary>
+/// The ShapesVlm checkpoint file. Layout (little-endian):
+/// <code>
+/// "MSAVQVLM"      8 bytes magic
+/// version         u32 (= 1)
+/// configLength    u32, then the config as UTF-8 JSON (sizes and vocabulary)
+/// stateLength     u64, then TorchSharp's state_dict bytes (Module.save)
+/// sha256          32 bytes over everything before it
+/// </code>
+/// Writes go to a temp file that is flushed and renamed, so a crash never leaves half a checkpoint.
+/// </summary>
+public static class ShapesVlmCheckpoint
+{
+    private static readonly byte[] Magic = "MSAVQVLM"u8.ToArray();
+    public const uint Version = 1;
+
+    public static void Save(ShapesVlm model, string path)
+    {
+        byte[] payload = Serialize(model);
+        AtomicFile.Write(path, payload);
+    }
+
+    public static byte[] Serialize(ShapesVlm model)
+    {
+        using var state = new MemoryStream();
+        using (var sw = new BinaryWriter(state, Encoding.UTF8, leaveOpen: true)) model.save(sw);
+        byte[] config = JsonSerializer.SerializeToUtf8Bytes(model.Config);
+        using var ms = new MemoryStream();
+        using (var w = new BinaryWriter(ms, Encoding.UTF8, leaveOpen: true))
+        {
+            w.Write(Magic);
+            w.Write(Version);
+            w.Write((uint)config.Length);
+            w.Write(config);
+            w.Write((ulong)state.Length);
+            w.Write(state.GetBuffer(), 0, (int)state.Length);
+        }
+        byte[] hash = SHA256.HashData(ms.GetBuffer().AsSpan(0, (int)ms.Length));
+        ms.Write(hash);
+        return ms.ToArray();
+    }
+
+    /// <exception cref="FileNotFoundException">No file at <paramref name="path"/>.</exception>
+    /// <exception cref="InvalidDataException">The file is not a valid checkpoint; the message names it and why.</exception>
+    public static ShapesVlm Load(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"ShapesVlm checkpoint '{path}' does not exist.", path);
+        using var fs = File.OpenRead(path);
+        return Load(fs, path);
+    }
+
+    public static ShapesVlm Load(Stream stream, string source)
+    {
+        byte[] bytes;
+        using (var ms = new MemoryStream()) { stream.CopyTo(ms); bytes = ms.ToArray(); }
+        InvalidDataException Bad(string why) => new($"ShapesVlm checkpoint '{source}' is invalid: {why}.");
+
+        int header = Magic.Length + 8;
+        if (bytes.Length < header + 8 + 32) throw Bad($"only {bytes.Length} bytes (truncated?)");
+        if (!bytes.AsSpan(0, Magic.Length).SequenceEqual(Magic)) throw Bad("wrong magic (not a ShapesVlm checkpoint)");
+        uint version = BitConverter.ToUInt32(bytes, Magic.Length);
+        if (version != Version) throw Bad($"format version {version}, this build reads {Version}");
+        var body = bytes.AsSpan(0, bytes.Length - 32);
+        if (!SHA256.HashData(body).AsSpan().SequenceEqual(bytes.AsSpan(bytes.Length - 32)))
+            throw Bad("checksum mismatch (truncated or corrupted)");
+
+        uint configLength = BitConverter.ToUInt32(bytes, Magic.Length + 4);
+        if (header + (long)configLength + 8 > body.Length) throw Bad("config length beyond the end of the file");
+        ShapesVlmConfig config;
+        try
+        {
+            config = JsonSerializer.Deserialize<ShapesVlmConfig>(body.Slice(header, (int)configLength))
+                     ?? throw Bad("empty config");
+        }
+        catch (JsonException e) { throw Bad($"unreadable config ({e.Message})"); }
+        long stateAt = header + configLength + 8;
+        ulong stateLength = BitConverter.ToUInt64(bytes, header + (int)configLength);
+        if ((ulong)(body.Length - stateAt) != stateLength) throw Bad("state length does not match the file size");
+
+        var model = new ShapesVlm(config);
+        try
+        {
+            using var state = new MemoryStream(bytes, (int)stateAt, (int)stateLength, writable: false);
+            using var reader = new BinaryReader(state, Encoding.UTF8, leaveOpen: true);
+            model.load(reader);
+            if (state.Position != state.Length) throw Bad("trailing bytes after the weights");
+        }
+        catch (Exception e) when (e is not InvalidDataException)
+        {
+            model.Dispose();
+            throw Bad($"weights do not fit the config ({e.Message})");
+        }
+        model.eval();
+        return model;
+    }
+}

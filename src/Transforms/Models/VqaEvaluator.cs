@@ -1,0 +1,42 @@
+using Msavq.MLNet.Data;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace Msavq.MLNet.Models;
+
+/// <summary>Exact-match accuracy per family and overall, plus answer NLL, of a model on VQA examples.</summary>
+public sealed record VqaEvaluation(
+    int Count, double Accuracy, double AnswerNll, IReadOnlyDictionary<QuestionFamily, double> FamilyAccuracy,
+    string[] Predictions)
+{
+    public double MinFamilyAccuracy => FamilyAccuracy.Values.Min();
+}
+
+public static class VqaEvaluator
+{
+    public static VqaEvaluation Evaluate(IQuantizableModel model, IReadOnlyList<VqaExample> examples, int batchSize = 256,
+                                         IProgress<int>? progress = null)
+    {
+        if (examples.Count == 0) throw new ArgumentException("No examples to evaluate.", nameof(examples));
+        var predictions = new string[examples.Count];
+        double nll = 0;
+        using var _ = no_grad();
+        for (int start = 0; start < examples.Count; start += batchSize)
+        {
+            using var scope = NewDisposeScope();
+            var rows = examples.Skip(start).Take(batchSize).Select(e => new VqaInput(e.Image, e.Question, e.Answer)).ToList();
+            using var batch = model.Encode(rows);
+            var logits = model.AnswerLogits(batch);
+            var logp = F.log_softmax(logits, -1);
+            var target = batch.Labels.gather(1, tensor(batch.AnswerPositions, device: logits.device).unsqueeze(1)).squeeze(1);
+            nll -= logp.gather(1, target.unsqueeze(1)).sum().item<float>();
+            var ids = logits.argmax(1).cpu().data<long>().ToArray();
+            for (int i = 0; i < ids.Length; i++) predictions[start + i] = model.AnswerText(ids[i]);
+            progress?.Report(Math.Min(start + batchSize, examples.Count));
+        }
+        var correct = examples.Select((e, i) => predictions[i] == e.Answer).ToArray();
+        var perFamily = examples.Select((e, i) => (e.Family, Ok: correct[i])).GroupBy(t => t.Family)
+            .OrderBy(g => g.Key).ToDictionary(g => g.Key, g => g.Average(t => t.Ok ? 1.0 : 0.0));
+        return new VqaEvaluation(examples.Count, correct.Average(c => c ? 1.0 : 0.0), nll / examples.Count, perFamily, predictions);
+    }
+}
