@@ -7,14 +7,17 @@
 //
 // Written for netstandard2.0 (what RoslynCodeTaskFactory compiles against).
 // This file is compiled twice: by MSBuild's RoslynCodeTaskFactory (build/TorchSharpNative.targets) and by the
-// test project, which checks the ELF logic on copies of the real library.
+// test project (with MSAVQ_ELF_ONLY, leaving out the MSBuild task class), which checks the ELF logic on copies
+// of the real library.
 #nullable enable
 using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Text;
+#if !MSAVQ_ELF_ONLY
 using Microsoft.Build.Framework;
 using Microsoft.Build.Utilities;
+#endif
 
 namespace Msavq.Build
 {
@@ -186,8 +189,9 @@ namespace Msavq.Build
             new InvalidDataException($"Cannot weaken {Version} in '{path}': {why}.");
     }
 
+#if !MSAVQ_ELF_ONLY
     /// <summary>MSBuild task: weakens the GLIBCXX_3.4.32 need of each given libLibTorchSharp.so copy.</summary>
-    public class WeakenGlibcxxVersionNeed : Task
+    public class WeakenGlibcxxVersionNeed : Microsoft.Build.Utilities.Task
     {
         [Required] public ITaskItem[] Files { get; set; } = Array.Empty<ITaskItem>();
 
@@ -218,4 +222,5 @@ namespace Msavq.Build
             return !Log.HasLoggedErrors;
         }
     }
+#endif
 }

@@ -1,0 +1,62 @@
+using Msavq.MLNet.Models;
+using static TorchSharp.torch;
+
+namespace Msavq.MLNet.Tests.Models;
+
+[TestClass]
+public sealed class ShapesVlmCheckpointTests
+{
+    private static string TempPath() => Path.Combine(Path.GetTempPath(), $"msavq-{Guid.NewGuid():N}.ckpt");
+
+    [TestMethod]
+    public void SaveLoad_RoundTrip_GivesIdenticalLogits()
+    {
+        using var model = TinyVlm.Create(seed: 3);
+        model.eval();
+        string path = TempPath();
+        ShapesVlmCheckpoint.Save(model, path);
+        using var loaded = ShapesVlmCheckpoint.Load(path);
+
+        Assert.AreEqual(model.Config.TextWidth, loaded.Config.TextWidth);
+        CollectionAssert.AreEqual(model.Config.Vocabulary.ToList(), loaded.Config.Vocabulary.ToList());
+        using var batch = model.Encode(TinyVlm.Rows(6));
+        using var scope = NewDisposeScope();
+        var a = model.call(batch.Pixels, batch.Tokens);
+        var b = loaded.call(batch.Pixels, batch.Tokens);
+        Assert.IsTrue(a.eq(b).all().item<bool>(), "logits must be bit-identical after a round trip");
+        Assert.IsFalse(Directory.GetFiles(Path.GetDirectoryName(path)!, $".{Path.GetFileName(path)}*.tmp").Any(), "no temp file left");
+    }
+
+    [TestMethod]
+    public void Load_MissingFile_ThrowsNamingIt()
+    {
+        string path = TempPath();
+        var e = Assert.ThrowsExactly<FileNotFoundException>(() => ShapesVlmCheckpoint.Load(path));
+        StringAssert.Contains(e.Message, path);
+    }
+
+    [TestMethod]
+    [DataRow("flip")]
+    [DataRow("truncate")]
+    [DataRow("magic")]
+    [DataRow("empty")]
+    public void Load_CorruptFile_ThrowsNamingIt(string damage)
+    {
+        using var model = TinyVlm.Create();
+        string path = TempPath();
+        ShapesVlmCheckpoint.Save(model, path);
+        byte[] bytes = File.ReadAllBytes(path);
+        bytes = damage switch
+        {
+            "flip" => Flip(bytes, bytes.Length / 2),
+            "truncate" => bytes.AsSpan(0, bytes.Length - 100).ToArray(),
+            "magic" => Flip(bytes, 0),
+            _ => Array.Empty<byte>(),
+        };
+        File.WriteAllBytes(path, bytes);
+        var e = Assert.ThrowsExactly<InvalidDataException>(() => ShapesVlmCheckpoint.Load(path));
+        StringAssert.Contains(e.Message, path);
+    }
+
+    private static byte[] Flip(byte[] b, int at) { b[at] ^= 0x40; return b; }
+}
