@@ -20,7 +20,11 @@ public sealed class ShapesTokenizer
             throw new ArgumentException($"The vocabulary must start with {Pad}, {Unknown}, {Bos}.", nameof(vocabulary));
         Vocabulary = vocabulary;
         using var stream = new MemoryStream(Encoding.UTF8.GetBytes(string.Join("\n", vocabulary) + "\n"));
-        _inner = WordPieceTokenizer.Create(stream, new WordPieceOptions { UnknownToken = Unknown });
+        // Split punctuation off words: "circle?" must become "circle" "?", not one unknown word.
+        _inner = WordPieceTokenizer.Create(stream, new WordPieceOptions
+        {
+            UnknownToken = Unknown, PreTokenizer = PreTokenizer.CreateWordOrPunctuation(),
+        });
     }
 
     public IReadOnlyList<string> Vocabulary { get; }

@@ -205,7 +205,7 @@ public sealed class ShapesVlm : nn.Module<Tensor, Tensor, Tensor>, IQuantizableM
             {
                 // GPT-2 style: small normal init; residual outputs shrunk with depth.
                 double std = residual.Contains(lin) ? 0.02 / Math.Sqrt(2.0 * depth) : 0.02;
-                nn.init.trunc_normal_(lin.weight, 0, std, -2 * std, 2 * std);
+                Init.TruncatedNormal(lin.weight, std);
                 lin.bias?.zero_();
             }
             else if (module is Conv2d conv)
@@ -215,8 +215,8 @@ public sealed class ShapesVlm : nn.Module<Tensor, Tensor, Tensor>, IQuantizableM
                 conv.bias?.zero_();
             }
         }
-        nn.init.trunc_normal_(embed_tokens.weight, 0, 0.02, -0.04, 0.04);
-        nn.init.trunc_normal_(pos_embed, 0, 0.02, -0.04, 0.04);
+        Init.TruncatedNormal(embed_tokens.weight!, 0.02);
+        Init.TruncatedNormal(pos_embed, 0.02);
     }
 
     /// <summary>Two-layer MLP mapping image features into the language model's width.</summary>

@@ -88,6 +88,28 @@ public sealed class ShapesVlmTests
     }
 
     [TestMethod]
+    public void Initialize_GivesEveryWeightMatrixASpread()
+    {
+        // Pins a TorchSharp trap: trunc_normal_ with absolute bounds left weights at zero and the model constant.
+        using var model = TinyVlm.Create();
+        foreach (var (name, p) in model.named_parameters())
+        {
+            if (p.shape.Length < 2 && name != "pos_embed") continue;
+            double std = p.std().item<float>();
+            Assert.IsTrue(std > 1e-3 && std < 1.0, $"{name}: std {std}");
+        }
+    }
+
+    [TestMethod]
+    public void Forward_DependsOnTheImageAndTheQuestion()
+    {
+        using var model = TinyVlm.Create();
+        using var batch = model.Encode(TinyVlm.Rows(6));
+        using var logits = model.AnswerLogits(batch);
+        Assert.IsGreaterThan(1e-4, logits.std(new long[] { 0 }).mean().item<float>());
+    }
+
+    [TestMethod]
     public void DefaultConfig_IsInTheIssueSizeRange()
     {
         using var model = new ShapesVlm(new ShapesVlmConfig());

@@ -56,7 +56,7 @@ public sealed class VisionEncoder : nn.Module<Tensor, Tensor>
             .Select(i => new VisionBlock($"{i}", c.VisionWidth, c.VisionHeads, c.VisionMlp)).ToArray());
         norm = nn.LayerNorm(c.VisionWidth);
         RegisterComponents();
-        using (no_grad()) nn.init.trunc_normal_(pos_embed, 0, 0.02, -0.04, 0.04);
+        using (no_grad()) Init.TruncatedNormal(pos_embed, 0.02);
     }
 
     public IEnumerable<VisionBlock> Blocks => blocks;

@@ -1,0 +1,38 @@
+using static TorchSharp.torch;
+
+namespace Msavq.MLNet.Quantization;
+
+/// <summary>How codewords are stored; the bits count toward the budget (architecture.md §9).</summary>
+public enum CodebookPrecision
+{
+    Float32 = 32,
+    Float16 = 16,
+    /// <summary>Symmetric int8 with one fp16 scale per codebook (GPTVQ §3.4).</summary>
+    Int8 = 8,
+}
+
+public static class Codebook
+{
+    /// <summary>Rounds codewords [K, d] to what <paramref name="precision"/> stores, so fitting sees the stored values.</summary>
+    public static Tensor Round(Tensor c, CodebookPrecision precision)
+    {
+        switch (precision)
+        {
+            case CodebookPrecision.Float16:
+                return c.to(ScalarType.Float16).to(c.dtype);
+            case CodebookPrecision.Int8:
+            {
+                using var scope = NewDisposeScope();
+                double max = c.abs().max().item<double>();
+                double scale = (double)(Half)(max > 0 ? max / 127 : 1.0);
+                return ((c / scale).round().clamp(-127, 127) * scale).MoveToOuterDisposeScope();
+            }
+            default:
+                return c.to(ScalarType.Float32).to(c.dtype);
+        }
+    }
+
+    /// <summary>Stored bits of one codebook of K codewords of dimension d.</summary>
+    public static double Bits(long k, long d, CodebookPrecision precision) =>
+        k * d * (int)precision + (precision == CodebookPrecision.Int8 ? 16 : 0);
+}

@@ -1,0 +1,54 @@
+using static TorchSharp.torch;
+
+namespace Msavq.MLNet.Quantization;
+
+/// <summary>Options of the Newton shift W* = W − β·B⁻¹·G·A⁻¹ (algorithm.md §6.1, §6.7, §8.4 step 1).</summary>
+public sealed record GradientShiftOptions
+{
+    /// <summary>Trust factor β ∈ (0, 1]: the K-FAC step is mis-scaled (§8.2), so it is damped.</summary>
+    public double Beta { get; init; } = 0.3;
+    /// <summary>λ_A as a fraction of mean(diag A).</summary>
+    public double InputDamping { get; init; } = 0.01;
+    /// <summary>λ_B as a fraction of mean(diag B) (two-sided form).</summary>
+    public double OutputDamping { get; init; } = 0.01;
+    /// <summary>b is floored at ε·mean(b) so diag(b)⁻¹ cannot blow up (§8.2).</summary>
+    public double OutputFloor { get; init; } = 1e-3;
+}
+
+/// <summary>
+/// The gradient-aware target: minimizing ⟨G,ΔW⟩ + ½ tr(ΔW A ΔWᵀ B) sequentially equals GPTQ/LDLQ on the shifted
+/// W* = W − B⁻¹ G A⁻¹ (§6.1 key identity). Solves use Cholesky factors in float64, never explicit inverses.
+/// </summary>
+public static class GradientShift
+{
+    /// <summary>One-sided: W* = W − β·diag(b)⁻¹·G·A_λ⁻¹ (b null means B = I).</summary>
+    public static Tensor OneSided(Tensor w, Tensor g, Tensor a, Tensor? b, GradientShiftOptions o)
+    {
+        using var scope = NewDisposeScope();
+        var step = SolveRight(g.to(ScalarType.Float64), a, o.InputDamping);       // G A⁻¹
+        if (b is not null)
+        {
+            var b64 = b.to(ScalarType.Float64);
+            var floored = b64.clamp_min(o.OutputFloor * b64.mean().item<double>());
+            step = step / floored.unsqueeze(1);
+        }
+        return (w - (o.Beta * step).to(w.dtype)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Two-sided Kronecker form: W* = W − β·B_λ⁻¹·G·A_λ⁻¹.</summary>
+    public static Tensor Kronecker(Tensor w, Tensor g, Tensor a, Tensor bFull, GradientShiftOptions o)
+    {
+        using var scope = NewDisposeScope();
+        var lb = HessianFactor.Cholesky(bFull, o.OutputDamping).Lower;
+        var left = cholesky_solve(g.to(ScalarType.Float64), lb);                   // B⁻¹ G
+        var step = SolveRight(left, a, o.InputDamping);                           // (B⁻¹ G) A⁻¹
+        return (w - (o.Beta * step).to(w.dtype)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>X·A_λ⁻¹ for symmetric A: (A_λ⁻¹ Xᵀ)ᵀ by a Cholesky solve.</summary>
+    private static Tensor SolveRight(Tensor x, Tensor a, double damping)
+    {
+        var la = HessianFactor.Cholesky(a, damping).Lower;
+        return cholesky_solve(x.t(), la).t();
+    }
+}

@@ -1,0 +1,126 @@
+using static TorchSharp.torch;
+
+namespace Msavq.MLNet.Quantization;
+
+public enum CodebookInit
+{
+    /// <summary>GPTVQ's deterministic init: points sorted by Mahalanobis distance to the mean, K evenly spaced quantiles.</summary>
+    MahalanobisQuantiles,
+    /// <summary>k-means++ (weighted D² sampling) from a seeded generator.</summary>
+    KMeansPlusPlus,
+}
+
+/// <summary>Options of <see cref="WeightedKMeans"/>.</summary>
+public sealed record KMeansOptions
+{
+    public int Iterations { get; init; } = 100;
+    public CodebookInit Init { get; init; } = CodebookInit.MahalanobisQuantiles;
+    public long Seed { get; init; } = 0;
+    /// <summary>Most distance-matrix entries computed at once (rows × K); bounds memory for K = 65536.</summary>
+    public long ChunkElements { get; init; } = 1L << 22;
+}
+
+/// <summary>
+/// k-means with per-point, per-dimension weights: distance Σ_j w_pj (z_pj − c_j)², M-step the weighted mean
+/// (algorithm.md §3.2, §8.4 step 6, diagonal-metric variant). Empty clusters are re-seeded from the worst-fitted
+/// points, never left at zero. Distances are matmuls over row chunks.
+/// </summary>
+public static class WeightedKMeans
+{
+    /// <param name="z">[P, d] points.</param>
+    /// <param name="weights">[P, d] non-negative weights (or [P, 1] / null for uniform per point).</param>
+    /// <returns>Centroids [K, d] and assignments [P] (int64).</returns>
+    public static (Tensor Centroids, Tensor Assignments) Fit(Tensor z, Tensor? weights, int k, KMeansOptions o)
+    {
+        if (k < 1) throw new ArgumentOutOfRangeException(nameof(k));
+        long p = z.shape[0], d = z.shape[1];
+        if (p == 0) throw new ArgumentException("No points to cluster.");
+        using var scope = NewDisposeScope();
+        var w = weights is null ? ones_like(z) : weights.expand(p, d).to(z.dtype);
+        var c = o.Init == CodebookInit.MahalanobisQuantiles ? MahalanobisInit(z, k) : PlusPlusInit(z, w, k, o.Seed);
+        Tensor? assign = null;
+        for (int it = 0; it < o.Iterations; it++)
+        {
+            var (a, cost) = Assign(z, w, c, o.ChunkElements);
+            bool same = assign is not null && a.eq(assign).all().item<bool>();
+            assign = a;
+            c = MStep(z, w, a, c, cost);
+            if (same) break;
+        }
+        assign = Assign(z, w, c, o.ChunkElements).Assignments;
+        return (c.MoveToOuterDisposeScope(), assign.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>Nearest centroid under per-dimension weights, and each point's cost.</summary>
+    public static (Tensor Assignments, Tensor Cost) Assign(Tensor z, Tensor w, Tensor c, long chunkElements = 1L << 22)
+    {
+        long p = z.shape[0], k = c.shape[0];
+        long rows = Math.Max(1, chunkElements / Math.Max(k, 1));
+        var assignments = empty(p, ScalarType.Int64, z.device);
+        var cost = empty(p, z.dtype, z.device);
+        var c2 = (c * c).t();
+        var ct = c.t();
+        for (long r0 = 0; r0 < p; r0 += rows)
+        {
+            using var scope = NewDisposeScope();
+            long r1 = Math.Min(r0 + rows, p);
+            var zc = z[(int)r0..(int)r1];
+            var wc = w[(int)r0..(int)r1];
+            // Σ_j w (z − c)² = Σ w z² − 2 (w∘z)·c + w·c²
+            var dist = wc.matmul(c2) - 2 * (wc * zc).matmul(ct) + (wc * zc * zc).sum(1, keepdim: true);
+            var (best, arg) = dist.min(1);
+            assignments[(int)r0..(int)r1] = arg;
+            cost[(int)r0..(int)r1] = best.clamp_min(0);
+        }
+        return (assignments, cost);
+    }
+
+    private static Tensor MStep(Tensor z, Tensor w, Tensor a, Tensor c, Tensor cost)
+    {
+        long k = c.shape[0], d = z.shape[1];
+        var num = zeros(k, d, z.dtype, z.device).index_add_(0, a, w * z, 1);
+        var den = zeros(k, d, z.dtype, z.device).index_add_(0, a, w, 1);
+        var counts = bincount(a, minlength: k);
+        var next = where(den.gt(0), num / den.clamp_min(1e-300), c);
+        var empty = counts.eq(0).nonzero().squeeze(1);
+        long nEmpty = empty.shape[0];
+        if (nEmpty > 0)
+        {
+            // Re-seed from the worst-fitted points (largest cost), distinct points, deterministic.
+            var worst = cost.argsort(descending: true)[..(int)Math.Min(nEmpty, z.shape[0])];
+            for (long i = 0; i < nEmpty; i++)
+                next[empty[i]] = z[worst[i % worst.shape[0]]];
+        }
+        return next;
+    }
+
+    private static Tensor MahalanobisInit(Tensor z, int k)
+    {
+        long p = z.shape[0], d = z.shape[1];
+        var mu = z.mean(new long[] { 0 }, keepdim: true);
+        var diff = z - mu;
+        var cov = diff.t().matmul(diff) / Math.Max(p - 1, 1) + eye(d, dtype: z.dtype, device: z.device) * 1e-10;
+        var dist = (diff.matmul(linalg.inv(cov)) * diff).sum(1);
+        var order = dist.argsort();
+        var at = linspace(0, p - 1, k, dtype: ScalarType.Float64, device: z.device).round().to(ScalarType.Int64);
+        return z.index_select(0, order.index_select(0, at)).clone();
+    }
+
+    private static Tensor PlusPlusInit(Tensor z, Tensor w, int k, long seed)
+    {
+        long p = z.shape[0];
+        using var gen = new Generator((ulong)seed, z.device);
+        var first = randint(0, p, new long[] { 1 }, generator: gen, device: z.device);
+        var c = z.index_select(0, first);
+        var best = Assign(z, w, c).Cost;
+        for (int i = 1; i < k; i++)
+        {
+            var probs = best.sum().item<double>() > 0 ? best.to(ScalarType.Float64) : ones(p, ScalarType.Float64, z.device);
+            var next = multinomial(probs, 1, generator: gen);
+            var cn = z.index_select(0, next);
+            c = cat(new[] { c, cn }, 0);
+            best = minimum(best, Assign(z, w, cn).Cost);
+        }
+        return c;
+    }
+}
