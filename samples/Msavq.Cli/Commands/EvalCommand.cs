@@ -6,7 +6,7 @@ using Spectre.Console.Cli;
 
 namespace Msavq.Cli.Commands;
 
-public sealed class EvalCommand : Command<EvalCommand.Settings>
+public sealed class EvalCommand(IAnsiConsole console) : Command<EvalCommand.Settings>
 {
     public sealed class Settings : CommandSettings
     {
@@ -40,7 +40,7 @@ public sealed class EvalCommand : Command<EvalCommand.Settings>
             new ShapesVqaGenerator(ShapesVqa.SeedOf(ShapesVqaSplit.Train)).Take(s.BaselineTrain));
 
         VqaEvaluation result = null!;
-        AnsiConsole.Progress().Start(ctx =>
+        console.Progress().Start(ctx =>
         {
             var task = ctx.AddTask("evaluating", maxValue: test.Count);
             result = VqaEvaluator.Evaluate(model, test, progress: new Progress<int>(n => task.Value = n));
@@ -59,8 +59,8 @@ public sealed class EvalCommand : Command<EvalCommand.Settings>
         }
         double overallBaseline = test.Average(e => baseline.Predict(e.Question, e.Family) == e.Answer ? 1.0 : 0.0);
         table.AddRow("[bold]overall[/]", test.Count.ToString(), $"[bold]{result.Accuracy:P1}[/]", $"{overallBaseline:P1}");
-        AnsiConsole.Write(table);
-        AnsiConsole.MarkupLine($"answer NLL {result.AnswerNll:F4}");
+        console.Write(table);
+        console.MarkupLine($"answer NLL {result.AnswerNll:F4}");
         return 0;
     }
 }

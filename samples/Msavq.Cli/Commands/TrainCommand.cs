@@ -6,7 +6,7 @@ using Spectre.Console.Cli;
 
 namespace Msavq.Cli.Commands;
 
-public sealed class TrainCommand : Command<TrainCommand.Settings>
+public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Settings>
 {
     public sealed class Settings : CommandSettings
     {
@@ -55,7 +55,7 @@ public sealed class TrainCommand : Command<TrainCommand.Settings>
         Console.CancelKeyPress += stop;
         try
         {
-            AnsiConsole.Progress().AutoClear(false).Columns(
+            console.Progress().AutoClear(false).Columns(
                     new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(),
                     new ElapsedTimeColumn(), new RemainingTimeColumn())
                 .Start(ctx =>
@@ -67,7 +67,7 @@ public sealed class TrainCommand : Command<TrainCommand.Settings>
                             task.Value = frac;
                             task.Description = $"step {step} loss {loss:F3}";
                         },
-                        p => AnsiConsole.MarkupLine(
+                        p => console.MarkupLine(
                             $"[grey]{p.Minutes,6:F1} min[/] step {p.Step}: val accuracy [bold]{p.Validation.Accuracy:P1}[/] " +
                             string.Join(" ", p.Validation.FamilyAccuracy.Select(kv =>
                                 $"{ShapesVqaGenerator.NameOf(kv.Key)} {kv.Value:P0}"))),
@@ -78,7 +78,7 @@ public sealed class TrainCommand : Command<TrainCommand.Settings>
         {
             Console.CancelKeyPress -= stop;
         }
-        AnsiConsole.MarkupLine($"checkpoints: {Markup.Escape(trainer.LastCheckpoint)}, {Markup.Escape(trainer.BestCheckpoint)}; " +
+        console.MarkupLine($"checkpoints: {Markup.Escape(trainer.LastCheckpoint)}, {Markup.Escape(trainer.BestCheckpoint)}; " +
                                $"curve: {Markup.Escape(trainer.CurvePath)}");
         return cts.IsCancellationRequested ? 130 : 0;
     }

@@ -23,7 +23,7 @@ public static class Codebook
             case CodebookPrecision.Int8:
             {
                 using var scope = NewDisposeScope();
-                double max = c.abs().max().item<double>();
+                double max = c.abs().max().to(ScalarType.Float64).item<double>();
                 double scale = (double)(Half)(max > 0 ? max / 127 : 1.0);
                 return ((c / scale).round().clamp(-127, 127) * scale).MoveToOuterDisposeScope();
             }

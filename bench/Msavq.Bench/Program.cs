@@ -1,0 +1,18 @@
+using Msavq.Bench;
+
+// msavq-bench: the engine benchmarks. Results and the commands that produced them are in bench/RESULTS.md.
+TorchSharp.torch.set_num_threads(Environment.ProcessorCount);
+string cmd = args.Length > 0 ? args[0] : "";
+int Arg(string name, int fallback) =>
+    Array.IndexOf(args, name) is var i and >= 0 && i + 1 < args.Length ? int.Parse(args[i + 1]) : fallback;
+switch (cmd)
+{
+    case "proxy":
+        return ProxyTable.Run(Arg("--size", 1024), Arg("--samples", 8192), (ulong)Arg("--seed", 0));
+    case "quantize-time":
+        return QuantizeTime.Run(args.Length > 1 ? args[1] : "gptq", Arg("--size", 4096), Arg("--samples", 8192));
+    default:
+        Console.Error.WriteLine("usage: msavq-bench proxy [--size N] [--samples N] [--seed N]\n" +
+                                "       msavq-bench quantize-time gptq|gptvq-d2|gptvq-d4|ldlq-shift [--size N]");
+        return 2;
+}
