@@ -59,6 +59,10 @@ public sealed class ShapesVlmTrainer
         var validation = new ShapesVqaGenerator(ShapesVqa.SeedOf(ShapesVqaSplit.Validation)).Take(_o.EvalQuestions).ToList();
         // A fresh stream per resume, so a resumed run does not replay the examples it has already seen.
         var train = new ShapesVqaGenerator(ShapesVqa.SeedOf(ShapesVqaSplit.Train) + 7919 * resumes, maxObjects: 3);
+        var focus = _o.FocusFamily is { } ff
+            ? new ShapesVqaGenerator(ShapesVqa.SeedOf(ShapesVqaSplit.Train) + 104729 * (resumes + 1), maxObjects: 3, families: new[] { ff })
+            : null;
+        int focusRows = focus is null ? 0 : (int)Math.Round(_o.BatchSize * Math.Clamp(_o.FocusShare, 0, 1));
         double budget = _o.Minutes * 60;
         var clock = Stopwatch.StartNew();
         double Elapsed() => elapsedBefore + clock.Elapsed.TotalSeconds;
@@ -70,6 +74,7 @@ public sealed class ShapesVlmTrainer
         {
             double frac = Elapsed() / budget;
             train.MaxObjects = Math.Clamp(3 + (int)(4 * frac / _o.CurriculumFraction), 3, ShapesWorld.MaxObjects);
+            if (focus is not null) focus.MaxObjects = train.MaxObjects;
             double lr = step < _o.WarmupSteps
                 ? _o.LearningRate * (step + 1) / _o.WarmupSteps
                 : _o.MinLearningRate + 0.5 * (_o.LearningRate - _o.MinLearningRate) * (1 + Math.Cos(Math.PI * Math.Min(frac, 1)));
@@ -78,7 +83,7 @@ public sealed class ShapesVlmTrainer
             double lossValue;
             using (var scope = NewDisposeScope())
             {
-                var examples = train.Take(_o.BatchSize).ToList();
+                var examples = train.Take(_o.BatchSize - focusRows).Concat(focus?.Take(focusRows) ?? []).ToList();
                 using var batch = model.Encode(examples.Select(e => new VqaInput(e.Image, e.Question, e.Answer)).ToList());
                 var features = model.EncodeImage(batch.Pixels);
                 var logits = model.Decode(features, batch.Tokens);

@@ -1,3 +1,5 @@
+using Msavq.MLNet.Data;
+
 namespace Msavq.Cli.Training;
 
 /// <summary>Knobs of <see cref="ShapesVlmTrainer"/>; the defaults are the recipe of the shipped checkpoint.</summary>
@@ -20,4 +22,8 @@ public sealed record TrainingOptions
     public int Seed { get; init; } = 7;
     public int Threads { get; init; } = Environment.ProcessorCount;
     public bool Resume { get; init; }
+    /// <summary>A family to oversample (e.g. one that is still near chance), or null.</summary>
+    public QuestionFamily? FocusFamily { get; init; }
+    /// <summary>Share of each batch drawn from <see cref="FocusFamily"/> only.</summary>
+    public double FocusShare { get; init; } = 0.5;
 }

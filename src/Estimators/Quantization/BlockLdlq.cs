@@ -112,6 +112,18 @@ public static class BlockLdlq
     {
         int d = layout.VectorDim, R = layout.RowsPerGroup, C = layout.ColumnsPerGroup;
         var diagD = dGroup.diagonal(0, 1, 2);                               // [C/d, d]
+        int rowGroups = layout.RowGroups(z.shape[0]);
+        var tileSizes = Enumerable.Range(0, rowGroups).Select(r => sizes[r * cgN + cg]).ToArray();
+        if (tileSizes.All(s => s == tileSizes[0]))
+        {
+            using var batchScope = NewDisposeScope();
+            var pts = z.reshape(rowGroups, R * C / d, d);
+            var w = diagD.reshape(1, 1, C / d, d).expand(rowGroups, R, C / d, d);
+            if (b is not null) w = w * b.reshape(rowGroups, R, 1, 1);
+            var (c, _) = WeightedKMeans.FitBatched(pts, w.reshape(rowGroups, -1, d), tileSizes[0], o.KMeans);
+            var rounded = Codebook.RoundEach(c, o.Precision);
+            return Enumerable.Range(0, rowGroups).Select(r => rounded[r].MoveToOuterDisposeScope()).ToList();
+        }
         var list = new List<Tensor>();
         for (int r = 0; r < layout.RowGroups(z.shape[0]); r++)
         {

@@ -94,16 +94,11 @@ public static class Gptvq
     /// <summary>One codebook per row group of the column group, fitted on its d-vectors with per-dimension weights.</summary>
     internal static Tensor FitTiles(Tensor group, Tensor columnWeights, int rowGroups, int rowsPerGroup, int d, int k, GptvqOptions o)
     {
+        using var scope = NewDisposeScope();
         long c = group.shape[1];
-        var list = new List<Tensor>();
-        for (int r = 0; r < rowGroups; r++)
-        {
-            using var scope = NewDisposeScope();
-            var z = group[(r * rowsPerGroup)..((r + 1) * rowsPerGroup)].reshape(-1, d);
-            var w = columnWeights.reshape(1, c / d, d).expand(rowsPerGroup, c / d, d).reshape(-1, d);
-            var (centroids, _) = WeightedKMeans.Fit(z, w, k, o.KMeans);
-            list.Add(Codebook.Round(centroids, o.Precision).MoveToOuterDisposeScope());
-        }
-        return stack(list);
+        var z = group.reshape(rowGroups, rowsPerGroup * c / d, d);
+        var w = columnWeights.reshape(1, 1, c / d, d).expand(rowGroups, rowsPerGroup, c / d, d).reshape(rowGroups, -1, d);
+        var (centroids, _) = WeightedKMeans.FitBatched(z, w, k, o.KMeans);
+        return Codebook.RoundEach(centroids, o.Precision).MoveToOuterDisposeScope();
     }
 }

@@ -51,6 +51,85 @@ public static class WeightedKMeans
         return (c.MoveToOuterDisposeScope(), assign.MoveToOuterDisposeScope());
     }
 
+    /// <summary>
+    /// Fits B independent codebooks at once (one per row group of a tile column): points [B, P, d], weights
+    /// [B, P, d] → centroids [B, K, d], assignments [B, P]. Same algorithm as <see cref="Fit"/>, batched so small
+    /// tiles do not pay per-operation overhead; k-means++ falls back to one fit per batch entry.
+    /// </summary>
+    public static (Tensor Centroids, Tensor Assignments) FitBatched(Tensor z, Tensor weights, int k, KMeansOptions o)
+    {
+        long batch = z.shape[0], p = z.shape[1], d = z.shape[2];
+        if (o.Init != CodebookInit.MahalanobisQuantiles)
+        {
+            var fits = Enumerable.Range(0, (int)batch).Select(i => Fit(z[i], weights[i], k, o)).ToList();
+            return (stack(fits.Select(f => f.Centroids)), stack(fits.Select(f => f.Assignments)));
+        }
+        using var scope = NewDisposeScope();
+        var w = weights.expand(batch, p, d).to(z.dtype);
+        // Mahalanobis quantile init, per batch entry.
+        var mu = z.mean(new long[] { 1 }, keepdim: true);
+        var diff = z - mu;
+        var cov = diff.transpose(1, 2).matmul(diff) / Math.Max(p - 1, 1) + eye(d, dtype: z.dtype, device: z.device) * 1e-10;
+        var dist = (diff.matmul(linalg.inv(cov)) * diff).sum(-1);                   // [B, P]
+        var order = dist.argsort(1);
+        var at = linspace(0, p - 1, k, dtype: ScalarType.Float64, device: z.device).round().to(ScalarType.Int64);
+        var pick = order.index_select(1, at);                                         // [B, K]
+        var c = z.gather(1, pick.unsqueeze(-1).expand(batch, k, d)).clone();
+        Tensor? assign = null;
+        for (int it = 0; it < o.Iterations; it++)
+        {
+            var (a, cost) = AssignBatched(z, w, c, o.ChunkElements);
+            bool same = assign is not null && a.eq(assign).all().item<bool>();
+            assign = a;
+            c = MStepBatched(z, w, a, c, cost);
+            if (same) break;
+        }
+        assign = AssignBatched(z, w, c, o.ChunkElements).Assignments;
+        return (c.MoveToOuterDisposeScope(), assign.MoveToOuterDisposeScope());
+    }
+
+    private static (Tensor Assignments, Tensor Cost) AssignBatched(Tensor z, Tensor w, Tensor c, long chunkElements)
+    {
+        long batch = z.shape[0], p = z.shape[1], k = c.shape[1];
+        long rows = Math.Max(1, chunkElements / Math.Max(batch * k, 1));
+        var assignments = empty(batch, p, ScalarType.Int64, z.device);
+        var cost = empty(batch, p, z.dtype, z.device);
+        var c2 = (c * c).transpose(1, 2);
+        var ct = c.transpose(1, 2);
+        for (long r0 = 0; r0 < p; r0 += rows)
+        {
+            using var scope = NewDisposeScope();
+            long r1 = Math.Min(r0 + rows, p);
+            var zc = z[.., (int)r0..(int)r1];
+            var wc = w[.., (int)r0..(int)r1];
+            var dist = wc.matmul(c2) - 2 * (wc * zc).matmul(ct) + (wc * zc * zc).sum(-1, keepdim: true);
+            var (best, arg) = dist.min(-1);
+            assignments[.., (int)r0..(int)r1] = arg;
+            cost[.., (int)r0..(int)r1] = best.clamp_min(0);
+        }
+        return (assignments, cost);
+    }
+
+    private static Tensor MStepBatched(Tensor z, Tensor w, Tensor a, Tensor c, Tensor cost)
+    {
+        long batch = c.shape[0], k = c.shape[1], d = c.shape[2];
+        var flat = (a + arange(batch, device: a.device).unsqueeze(1) * k).reshape(-1);   // batch-offset cluster ids
+        var num = zeros(batch * k, d, z.dtype, z.device).index_add_(0, flat, (w * z).reshape(-1, d), 1);
+        var den = zeros(batch * k, d, z.dtype, z.device).index_add_(0, flat, w.reshape(-1, d), 1);
+        var counts = bincount(flat, minlength: batch * k).reshape(batch, k);
+        var next = where(den.gt(0), num / den.clamp_min(1e-300), c.reshape(-1, d)).reshape(batch, k, d);
+        if (counts.eq(0).any().item<bool>())
+            for (long b = 0; b < batch; b++)
+            {
+                var empty = counts[b].eq(0).nonzero().squeeze(1);
+                long nEmpty = empty.shape[0];
+                if (nEmpty == 0) continue;
+                var worst = cost[b].argsort(descending: true)[..(int)Math.Min(nEmpty, z.shape[1])];
+                for (long i = 0; i < nEmpty; i++) next[b, empty[i]] = z[b, worst[i % worst.shape[0]]];
+            }
+        return next;
+    }
+
     /// <summary>Nearest centroid under per-dimension weights, and each point's cost.</summary>
     public static (Tensor Assignments, Tensor Cost) Assign(Tensor z, Tensor w, Tensor c, long chunkElements = 1L << 22)
     {

@@ -20,16 +20,20 @@ public sealed class ShapesVqaGenerator
 {
     private readonly Random _rng;
     private readonly int[] _perFamily = new int[FamilyCount];
+    private readonly QuestionFamily[] _families;
     private long _index;
 
     public static readonly int FamilyCount = Enum.GetValues<QuestionFamily>().Length;
 
     /// <param name="seed">Seed of the stream.</param>
     /// <param name="maxObjects">Most objects per scene (1..<see cref="ShapesWorld.MaxObjects"/>); lower for a curriculum.</param>
-    public ShapesVqaGenerator(int seed, int maxObjects = ShapesWorld.MaxObjects)
+    /// <param name="families">The families to cycle through (default: all six, in order).</param>
+    public ShapesVqaGenerator(int seed, int maxObjects = ShapesWorld.MaxObjects, IReadOnlyList<QuestionFamily>? families = null)
     {
         _rng = new Random(seed);
         MaxObjects = maxObjects;
+        _families = families?.Distinct().ToArray() ?? Enum.GetValues<QuestionFamily>();
+        if (_families.Length == 0) throw new ArgumentException("At least one question family is needed.", nameof(families));
     }
 
     /// <summary>Most objects per scene; may be raised between calls (curriculum).</summary>
@@ -68,7 +72,7 @@ public sealed class ShapesVqaGenerator
 
     public VqaExample Next()
     {
-        var family = (QuestionFamily)(_index++ % FamilyCount);
+        var family = _families[_index++ % _families.Length];
         var answers = AnswersOf(family);
         int answer = _perFamily[(int)family]++ % answers.Count;
         var cells = Enumerable.Range(0, ShapesWorld.GridSize * ShapesWorld.GridSize).ToArray();

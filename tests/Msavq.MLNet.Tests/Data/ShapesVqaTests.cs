@@ -40,6 +40,14 @@ public sealed class ShapesVqaTests
     }
 
     [TestMethod]
+    public void Generator_RestrictedToOneFamily_StaysBalanced()
+    {
+        var examples = new ShapesVqaGenerator(12, families: new[] { QuestionFamily.Spatial }).Take(200).ToList();
+        Assert.IsTrue(examples.All(e => e.Family == QuestionFamily.Spatial));
+        Assert.AreEqual(100, examples.Count(e => e.Answer == "yes"));
+    }
+
+    [TestMethod]
     public void Generator_AnswerFollowsFromTheScene()
     {
         foreach (var e in new ShapesVqaGenerator(3).Take(1200))

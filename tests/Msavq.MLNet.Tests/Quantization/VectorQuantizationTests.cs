@@ -48,6 +48,22 @@ public sealed class VectorQuantizationTests
     }
 
     [TestMethod]
+    public void KMeans_BatchedFitsEqualSeparateFits()
+    {
+        var g = Mat.Rng(4);
+        var z = randn(3, 200, 2, ScalarType.Float64, generator: g);
+        var w = rand(3, 200, 2, ScalarType.Float64, generator: g) + 0.1;
+        var o = new KMeansOptions { Iterations = 30 };
+        var (cb, ab) = WeightedKMeans.FitBatched(z, w, 8, o);
+        for (int i = 0; i < 3; i++)
+        {
+            var (c, a) = WeightedKMeans.Fit(z[i], w[i], 8, o);
+            Mat.AssertClose(cb[i], c, 1e-10, $"codebook {i}");
+            Assert.IsTrue(ab[i].eq(a).all().item<bool>(), $"assignments {i}");
+        }
+    }
+
+    [TestMethod]
     public void KMeans_PlusPlus_IsDeterministicForASeed()
     {
         var z = randn(500, 2, ScalarType.Float64, generator: Mat.Rng(3));
