@@ -31,8 +31,11 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
         [CommandOption("--resume"), Description("Continue from the checkpoint and optimizer state in --out.")]
         public bool Resume { get; init; }
 
-        [CommandOption("--focus <FAMILY>"), Description("Oversample one question family (e.g. spatial).")]
-        public string? Focus { get; init; }
+        [CommandOption("--focus <FAMILY>"), Description("Oversample one question family once the others are learned ('none' to turn off).")]
+        public string Focus { get; init; } = ShapesVqaGenerator.NameOf(new TrainingOptions().FocusFamily!.Value);
+
+        [CommandOption("--focus-after <MIN>"), Description("Minutes of training before the focus starts.")]
+        public double FocusAfter { get; init; } = new TrainingOptions().FocusAfterMinutes;
 
         [CommandOption("--focus-share <SHARE>"), Description("Share of each batch from the --focus family.")]
         public double FocusShare { get; init; } = new TrainingOptions().FocusShare;
@@ -48,7 +51,7 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
             : Batch < 1 ? ValidationResult.Error("--batch must be >= 1")
             : LearningRate <= 0 ? ValidationResult.Error("--lr must be > 0")
             : Threads < 1 ? ValidationResult.Error("--threads must be >= 1")
-            : Focus != null && FamilyByName(Focus) is null ? ValidationResult.Error($"--focus: unknown family '{Focus}'")
+            : Focus != "none" && FamilyByName(Focus) is null ? ValidationResult.Error($"--focus: unknown family '{Focus}'")
             : FocusShare < 0 || FocusShare > 1 ? ValidationResult.Error("--focus-share must be in [0, 1]")
             : ValidationResult.Success();
     }
@@ -59,7 +62,8 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
         {
             OutputDirectory = s.Output, Minutes = s.Minutes, BatchSize = s.Batch, LearningRate = s.LearningRate,
             Threads = s.Threads, Seed = s.Seed, Resume = s.Resume,
-            FocusFamily = s.Focus is null ? null : Settings.FamilyByName(s.Focus), FocusShare = s.FocusShare,
+            FocusFamily = s.Focus == "none" ? null : Settings.FamilyByName(s.Focus), FocusShare = s.FocusShare,
+            FocusAfterMinutes = s.FocusAfter,
         };
         var trainer = new ShapesVlmTrainer(options);
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellation);

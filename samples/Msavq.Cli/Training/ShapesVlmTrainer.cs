@@ -42,6 +42,9 @@ public sealed class ShapesVlmTrainer
         var colorHead = nn.Linear(c.VisionWidth, ShapesWorld.Colors.Length + 1);
         var parameters = model.parameters().Concat(shapeHead.parameters()).Concat(colorHead.parameters()).ToList();
         var optimizer = optim.AdamW(parameters, lr: _o.LearningRate, weight_decay: _o.WeightDecay);
+        // Referent grounding: at the word naming each object of a spatial question, predict that object's cell.
+        var refHead = nn.Linear(c.TextWidth, ShapesWorld.GridSize * ShapesWorld.GridSize);
+        var refOptimizer = optim.AdamW(refHead.parameters(), lr: _o.LearningRate, weight_decay: _o.WeightDecay);
 
         long step = 0; double elapsedBefore = 0, best = -1; int resumes = 0;
         if (_o.Resume && File.Exists(StatePath) && File.Exists(LastCheckpoint))
@@ -53,6 +56,7 @@ public sealed class ShapesVlmTrainer
             step = r.ReadInt64(); elapsedBefore = r.ReadDouble(); best = r.ReadDouble(); resumes = r.ReadInt32() + 1;
             shapeHead.load(r); colorHead.load(r);
             optimizer.load_state_dict(r);
+            if (r.BaseStream.Position < r.BaseStream.Length) { refHead.load(r); refOptimizer.load_state_dict(r); }
         }
         else if (File.Exists(CurvePath)) File.Delete(CurvePath);
 
@@ -83,19 +87,31 @@ public sealed class ShapesVlmTrainer
             double lossValue;
             using (var scope = NewDisposeScope())
             {
-                var examples = train.Take(_o.BatchSize - focusRows).Concat(focus?.Take(focusRows) ?? []).ToList();
+                int fr = Elapsed() >= _o.FocusAfterMinutes * 60 ? focusRows : 0;
+                var examples = train.Take(_o.BatchSize - fr).Concat(focus?.Take(fr) ?? []).ToList();
                 using var batch = model.Encode(examples.Select(e => new VqaInput(e.Image, e.Question, e.Answer)).ToList());
                 var features = model.EncodeImage(batch.Pixels);
-                var logits = model.Decode(features, batch.Tokens);
+                // The referent probe reads the middle of the decoder: the object's cell must be known there for later
+                // blocks to compare two of them (a probe on the last block would not force that).
+                var (hidden, tap) = model.DecodeHidden(features, batch.Tokens, c.TextLayers / 2 - 1);
+                var logits = model.Head(hidden);
                 var loss = ShapesVlm.LossFromLogits(logits, batch);
                 var (cellShape, cellColor) = CellTargets(examples);
                 var aux = F.cross_entropy(shapeHead.call(features).reshape(-1, shapeHead.out_features), cellShape.reshape(-1))
                         + F.cross_entropy(colorHead.call(features).reshape(-1, colorHead.out_features), cellColor.reshape(-1));
                 var total = loss + _o.AuxiliaryWeight * aux;
+                var (refRows, refPositions, refCells) = ReferentTargets(examples, c.ImageTokens);
+                if (refRows.Length > 0)
+                {
+                    var picked = tap!.index(TensorIndex.Tensor(tensor(refRows)), TensorIndex.Tensor(tensor(refPositions)));
+                    total = total + _o.AuxiliaryWeight * F.cross_entropy(refHead.call(picked), tensor(refCells));
+                }
                 optimizer.zero_grad();
+                refOptimizer.zero_grad();
                 total.backward();
                 nn.utils.clip_grad_norm_(parameters, 1.0);
                 optimizer.step();
+                refOptimizer.step();
                 lossValue = loss.item<float>();
             }
             step++;
@@ -113,7 +129,7 @@ public sealed class ShapesVlmTrainer
                 AppendCurve(point);
                 ShapesVlmCheckpoint.Save(model, LastCheckpoint);
                 if (eval.Accuracy > best) { best = eval.Accuracy; ShapesVlmCheckpoint.Save(model, BestCheckpoint); }
-                SaveState(step, Elapsed(), best, resumes, shapeHead, colorHead, optimizer);
+                SaveState(step, Elapsed(), best, resumes, shapeHead, colorHead, optimizer, refHead, refOptimizer);
                 onEval(point);
             }
         }
@@ -132,8 +148,32 @@ public sealed class ShapesVlmTrainer
         return (tensor(s, new long[] { examples.Count, cells }), tensor(k, new long[] { examples.Count, cells }));
     }
 
+    /// <summary>
+    /// For spatial questions ("is the C1 S1 REL the C2 S2?"): the full-sequence positions of the two shape words and
+    /// the cells of the objects they name.
+    /// </summary>
+    private static (long[] Rows, long[] Positions, long[] Cells) ReferentTargets(IReadOnlyList<VqaExample> examples, int imageTokens)
+    {
+        var rows = new List<long>(); var pos = new List<long>(); var cells = new List<long>();
+        for (int i = 0; i < examples.Count; i++)
+        {
+            var e = examples[i];
+            if (e.Family != QuestionFamily.Spatial) continue;
+            var words = e.Question.Replace("?", " ?").Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            foreach (int at in new[] { 3, words.Length - 2 })
+            {
+                int color = Array.IndexOf(ShapesWorld.Colors, words[at - 1]), shape = Array.IndexOf(ShapesWorld.Shapes, words[at]);
+                var o = e.Scene.Objects.Single(x => x.Color == color && x.Shape == shape);
+                rows.Add(i);
+                pos.Add(at + 1 + imageTokens); // text index = word index + 1 (bos); full position adds the image tokens
+                cells.Add(o.Row * ShapesWorld.GridSize + o.Column);
+            }
+        }
+        return (rows.ToArray(), pos.ToArray(), cells.ToArray());
+    }
+
     private void SaveState(long step, double elapsed, double best, int resumes, Linear shapeHead, Linear colorHead,
-                           OptimizerHelper optimizer)
+                           OptimizerHelper optimizer, Linear refHead, OptimizerHelper refOptimizer)
     {
         using var ms = new MemoryStream();
         using (var w = new BinaryWriter(ms, System.Text.Encoding.UTF8, leaveOpen: true))
@@ -141,6 +181,8 @@ public sealed class ShapesVlmTrainer
             w.Write(step); w.Write(elapsed); w.Write(best); w.Write(resumes);
             shapeHead.save(w); colorHead.save(w);
             optimizer.save_state_dict(w);
+            refHead.save(w);
+            refOptimizer.save_state_dict(w);
         }
         AtomicFile.Write(StatePath, ms.ToArray());
     }

@@ -22,8 +22,13 @@ public sealed record TrainingOptions
     public int Seed { get; init; } = 7;
     public int Threads { get; init; } = Environment.ProcessorCount;
     public bool Resume { get; init; }
-    /// <summary>A family to oversample (e.g. one that is still near chance), or null.</summary>
-    public QuestionFamily? FocusFamily { get; init; }
+    /// <summary>
+    /// A family to oversample once the others are learned, or null. Spatial relations stay at chance while the
+    /// easier families dominate the loss (reference-vlm.md; our own curve in bench/RESULTS.md).
+    /// </summary>
+    public QuestionFamily? FocusFamily { get; init; } = QuestionFamily.Spatial;
     /// <summary>Share of each batch drawn from <see cref="FocusFamily"/> only.</summary>
-    public double FocusShare { get; init; } = 0.5;
+    public double FocusShare { get; init; } = 0.6;
+    /// <summary>Minutes of training before the focus starts.</summary>
+    public double FocusAfterMinutes { get; init; } = 45;
 }

@@ -63,8 +63,18 @@ public sealed class ShapesVlm : nn.Module<Tensor, Tensor, Tensor>, IQuantizableM
     /// <summary>Logits [B, L, vocabulary] for pixels [B,3,H,W] and text ids [B,T].</summary>
     public override Tensor forward(Tensor pixels, Tensor tokens) => Decode(vision.call(pixels), tokens);
 
-    /// <summary>The language-model half: projector + decoder over precomputed image features.</summary>
+    /// <summary>The language-model half: projector + decoder over precomputed image features → logits.</summary>
     public Tensor Decode(Tensor imageFeatures, Tensor tokens)
+    {
+        using var scope = NewDisposeScope();
+        return lm_head.call(DecodeHidden(imageFeatures, tokens)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Final normalized hidden states [B, L, TextWidth] (what lm_head reads).</summary>
+    public Tensor DecodeHidden(Tensor imageFeatures, Tensor tokens) => DecodeHidden(imageFeatures, tokens, -1).Final;
+
+    /// <summary>Final hidden states, and the residual stream after decoder block <paramref name="tapAfterBlock"/> (training probes).</summary>
+    public (Tensor Final, Tensor? Tap) DecodeHidden(Tensor imageFeatures, Tensor tokens, int tapAfterBlock)
     {
         using var scope = NewDisposeScope();
         var image = projector.call(imageFeatures);
@@ -74,9 +84,19 @@ public sealed class ShapesVlm : nn.Module<Tensor, Tensor, Tensor>, IQuantizableM
         if (l > Config.MaxSequence)
             throw new ArgumentException($"Sequence of {l} positions exceeds the model's {Config.MaxSequence}.");
         x = x + pos_embed[.., ..(int)l];
-        foreach (var block in layers) x = block.call(x);
-        return lm_head.call(norm.call(x)).MoveToOuterDisposeScope();
+        Tensor? tap = null;
+        int i = 0;
+        foreach (var block in layers)
+        {
+            x = block.call(x);
+            if (i++ == tapAfterBlock) tap = x;
+        }
+        var final = norm.call(x).MoveToOuterDisposeScope();
+        return (final, tap?.MoveToOuterDisposeScope());
     }
+
+    /// <summary>lm_head over hidden states.</summary>
+    public Tensor Head(Tensor hidden) => lm_head.call(hidden);
 
     public IReadOnlyList<QuantizableLayer> QuantizableLayers => _quantizable ??= ListLayers();
 
