@@ -11,8 +11,20 @@ switch (cmd)
         return ProxyTable.Run(Arg("--size", 1024), Arg("--samples", 8192), (ulong)Arg("--seed", 0));
     case "quantize-time":
         return QuantizeTime.Run(args.Length > 1 ? args[1] : "gptq", Arg("--size", 4096), Arg("--samples", 8192));
+    case "export-layer":
+    {
+        // W.npy (float32) and H.npy (float64) of the synthetic layer, for the published GPTQ reference and
+        // `msavq quantize-layer`.
+        string dir = Array.IndexOf(args, "--out") is var o and >= 0 ? args[o + 1] : ".";
+        Directory.CreateDirectory(dir);
+        var layer = SyntheticLayer.Create(Arg("--size", 4096), Arg("--size", 4096), Arg("--samples", 8192), (ulong)Arg("--seed", 0));
+        Msavq.Cli.IO.NpyFile.Write(Path.Combine(dir, "W.npy"), layer.W.to(TorchSharp.torch.ScalarType.Float32));
+        Msavq.Cli.IO.NpyFile.Write(Path.Combine(dir, "H.npy"), layer.A);
+        return 0;
+    }
     default:
         Console.Error.WriteLine("usage: msavq-bench proxy [--size N] [--samples N] [--seed N]\n" +
-                                "       msavq-bench quantize-time gptq|gptvq-d2|gptvq-d4|ldlq-shift [--size N]");
+                                "       msavq-bench quantize-time gptq|gptvq-d2|gptvq-d4|ldlq-shift [--size N]\n" +
+                                "       msavq-bench export-layer [--size N] [--samples N] [--seed N] --out DIR");
         return 2;
 }

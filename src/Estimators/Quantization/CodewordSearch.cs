@@ -42,11 +42,19 @@ internal static class CodewordSearch
         var sumM = zeros(k, d, d, codebook.dtype, codebook.device).index_add_(0, a, m.reshape(-1, d, d), 1);
         var sumMt = zeros(k, d, codebook.dtype, codebook.device).index_add_(0, a, mt.reshape(-1, d), 1);
         var used = bincount(a, minlength: k).gt(0);
-        // A tiny ridge keeps singular sums (e.g. a dead input dimension) solvable without moving used codewords.
-        var ridge = eye(d, dtype: codebook.dtype, device: codebook.device) * 1e-12;
-        var scale = sumM.diagonal(0, 1, 2).mean(new long[] { -1 }).clamp_min(1e-300).reshape(k, 1, 1);
-        var solved = linalg.solve(sumM + ridge * scale, sumMt.unsqueeze(-1)).squeeze(-1);
-        var ok = used.logical_and(solved.isfinite().all(-1));
-        return where(ok.unsqueeze(1), solved, codebook).MoveToOuterDisposeScope();
+        // Solve in float64 with a tiny relative ridge: float32 sums of badly scaled D_k blocks can be numerically
+        // singular. A codeword whose system still fails keeps the diagonal (per-dimension weighted mean) update.
+        var m64 = sumM.to(ScalarType.Float64);
+        var v64 = sumMt.to(ScalarType.Float64);
+        var scale = m64.diagonal(0, 1, 2).mean(new long[] { -1 }).clamp_min(1e-300).reshape(k, 1, 1);
+        var ridged = m64 + eye(d, dtype: ScalarType.Float64, device: codebook.device) * (scale * 1e-10);
+        var (chol, info) = linalg.cholesky_ex(ridged, check_errors: false);    // Σ M_p is symmetric PSD
+        var safe = where(info.eq(0).reshape(k, 1, 1), chol, eye(d, dtype: ScalarType.Float64, device: codebook.device).expand(k, d, d));
+        var solved = cholesky_solve(v64.unsqueeze(-1), safe).squeeze(-1);
+        var diagonal = v64 / m64.diagonal(0, 1, 2).clamp_min(1e-300);
+        var good = info.eq(0).unsqueeze(1).logical_and(solved.isfinite());
+        solved = where(good, solved, diagonal).to(codebook.dtype);
+        var ok = used.unsqueeze(1).logical_and(solved.isfinite());
+        return where(ok, solved, codebook).MoveToOuterDisposeScope();
     }
 }
