@@ -33,48 +33,27 @@ public static class WeightedKMeans
     public static (Tensor Centroids, Tensor Assignments) Fit(Tensor z, Tensor? weights, int k, KMeansOptions o)
     {
         if (k < 1) throw new ArgumentOutOfRangeException(nameof(k));
-        long p = z.shape[0], d = z.shape[1];
-        if (p == 0) throw new ArgumentException("No points to cluster.");
+        if (z.shape[0] == 0) throw new ArgumentException("No points to cluster.");
         using var scope = NewDisposeScope();
-        var w = weights is null ? ones_like(z) : weights.expand(p, d).to(z.dtype);
-        var c = o.Init == CodebookInit.MahalanobisQuantiles ? MahalanobisInit(z, k) : PlusPlusInit(z, w, k, o.Seed);
-        Tensor? assign = null;
-        for (int it = 0; it < o.Iterations; it++)
-        {
-            var (a, cost) = Assign(z, w, c, o.ChunkElements);
-            bool same = assign is not null && a.eq(assign).all().item<bool>();
-            assign = a;
-            c = MStep(z, w, a, c, cost);
-            if (same) break;
-        }
-        assign = Assign(z, w, c, o.ChunkElements).Assignments;
-        return (c.MoveToOuterDisposeScope(), assign.MoveToOuterDisposeScope());
+        var w = weights is null ? ones_like(z) : weights.expand(z.shape[0], z.shape[1]).to(z.dtype);
+        var (c, a) = FitBatched(z.unsqueeze(0), w.unsqueeze(0), k, o);
+        return (c[0].MoveToOuterDisposeScope(), a[0].MoveToOuterDisposeScope());
     }
 
     /// <summary>
     /// Fits B independent codebooks at once (one per row group of a tile column): points [B, P, d], weights
     /// [B, P, d] → centroids [B, K, d], assignments [B, P]. Same algorithm as <see cref="Fit"/>, batched so small
-    /// tiles do not pay per-operation overhead; k-means++ falls back to one fit per batch entry.
+    /// tiles do not pay per-operation overhead (k-means++ seeds each entry on its own).
     /// </summary>
     public static (Tensor Centroids, Tensor Assignments) FitBatched(Tensor z, Tensor weights, int k, KMeansOptions o)
     {
         long batch = z.shape[0], p = z.shape[1], d = z.shape[2];
-        if (o.Init != CodebookInit.MahalanobisQuantiles)
-        {
-            var fits = Enumerable.Range(0, (int)batch).Select(i => Fit(z[i], weights[i], k, o)).ToList();
-            return (stack(fits.Select(f => f.Centroids)), stack(fits.Select(f => f.Assignments)));
-        }
+        if (p == 0) throw new ArgumentException("No points to cluster.");
         using var scope = NewDisposeScope();
         var w = weights.expand(batch, p, d).to(z.dtype);
-        // Mahalanobis quantile init, per batch entry.
-        var mu = z.mean(new long[] { 1 }, keepdim: true);
-        var diff = z - mu;
-        var cov = diff.transpose(1, 2).matmul(diff) / Math.Max(p - 1, 1) + eye(d, dtype: z.dtype, device: z.device) * 1e-10;
-        var dist = (diff.matmul(linalg.inv(cov)) * diff).sum(-1);                   // [B, P]
-        var order = dist.argsort(1);
-        var at = linspace(0, p - 1, k, dtype: ScalarType.Float64, device: z.device).round().to(ScalarType.Int64);
-        var pick = order.index_select(1, at);                                         // [B, K]
-        var c = z.gather(1, pick.unsqueeze(-1).expand(batch, k, d)).clone();
+        var c = o.Init == CodebookInit.MahalanobisQuantiles
+            ? MahalanobisInit(z, k)
+            : stack(Enumerable.Range(0, (int)batch).Select(i => PlusPlusInit(z[i], w[i], k, o.Seed)));
         Tensor? assign = null;
         for (int it = 0; it < o.Iterations; it++)
         {
@@ -154,35 +133,17 @@ public static class WeightedKMeans
         return (assignments, cost);
     }
 
-    private static Tensor MStep(Tensor z, Tensor w, Tensor a, Tensor c, Tensor cost)
-    {
-        long k = c.shape[0], d = z.shape[1];
-        var num = zeros(k, d, z.dtype, z.device).index_add_(0, a, w * z, 1);
-        var den = zeros(k, d, z.dtype, z.device).index_add_(0, a, w, 1);
-        var counts = bincount(a, minlength: k);
-        var next = where(den.gt(0), num / den.clamp_min(1e-300), c);
-        var empty = counts.eq(0).nonzero().squeeze(1);
-        long nEmpty = empty.shape[0];
-        if (nEmpty > 0)
-        {
-            // Re-seed from the worst-fitted points (largest cost), distinct points, deterministic.
-            var worst = cost.argsort(descending: true)[..(int)Math.Min(nEmpty, z.shape[0])];
-            for (long i = 0; i < nEmpty; i++)
-                next[empty[i]] = z[worst[i % worst.shape[0]]];
-        }
-        return next;
-    }
-
+    /// <summary>GPTVQ's init per batch entry: points sorted by Mahalanobis distance to their mean, K evenly spaced quantiles.</summary>
     private static Tensor MahalanobisInit(Tensor z, int k)
     {
-        long p = z.shape[0], d = z.shape[1];
-        var mu = z.mean(new long[] { 0 }, keepdim: true);
+        long batch = z.shape[0], p = z.shape[1], d = z.shape[2];
+        var mu = z.mean(new long[] { 1 }, keepdim: true);
         var diff = z - mu;
-        var cov = diff.t().matmul(diff) / Math.Max(p - 1, 1) + eye(d, dtype: z.dtype, device: z.device) * 1e-10;
-        var dist = (diff.matmul(linalg.inv(cov)) * diff).sum(1);
-        var order = dist.argsort();
+        var cov = diff.transpose(1, 2).matmul(diff) / Math.Max(p - 1, 1) + eye(d, dtype: z.dtype, device: z.device) * 1e-10;
+        var dist = (diff.matmul(linalg.inv(cov)) * diff).sum(-1);                   // [B, P]
         var at = linspace(0, p - 1, k, dtype: ScalarType.Float64, device: z.device).round().to(ScalarType.Int64);
-        return z.index_select(0, order.index_select(0, at)).clone();
+        var pick = dist.argsort(1).index_select(1, at);                               // [B, K]
+        return z.gather(1, pick.unsqueeze(-1).expand(batch, k, d)).clone();
     }
 
     private static Tensor PlusPlusInit(Tensor z, Tensor w, int k, long seed)
