@@ -63,6 +63,7 @@ public static class BlockLdlq
 
         for (int cg = cgN - 1; cg >= 0; cg--)
         {
+            using var groupScope = NewDisposeScope();   // per column group: targets, feedback, fitting
             int g0 = cg * C, g1 = g0 + C;
             // Feedback from every quantized group to the right, in one matmul (lazy, as GPTQ's blocks).
             var Z = Wstar[.., g0..g1].clone();
@@ -71,7 +72,7 @@ public static class BlockLdlq
             var groupBooks = o.FixedCodebook is { } fixedBook
                 ? Enumerable.Repeat(fixedBook.to(dtype), rg).ToList()
                 : FitTiles(Z, Dg, b, layout, cg, sizes, cgN, o);
-            for (int r = 0; r < rg; r++) books[r * cgN + cg] = groupBooks[r];
+            for (int r = 0; r < rg; r++) books[r * cgN + cg] = groupBooks[r].clone().MoveToOuterDisposeScope();
             var Eg = zeros(m, C, dtype);
             for (int i = C - d; i >= 0; i -= d)
             {

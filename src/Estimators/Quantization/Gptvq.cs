@@ -49,6 +49,7 @@ public static class Gptvq
 
         for (int cg = 0; cg < cgN; cg++)
         {
+            using var groupScope = NewDisposeScope();   // per column group: the block copy, its errors, the fit
             int g0 = cg * C, g1 = g0 + C;
             var W1 = W[.., g0..g1].clone();
             var Err1 = zeros_like(W1);
@@ -56,7 +57,7 @@ public static class Gptvq
             var h1 = hw[g0..g1];
             // Lazy codebook fit: W1 holds every earlier group's feedback, so these are the current weights.
             var stacked = FitTiles(W1, h1, rg, R, d, k, o);
-            for (int r = 0; r < rg; r++) books[r * cgN + cg] = stacked[r].MoveToOuterDisposeScope();
+            for (int r = 0; r < rg; r++) books[r * cgN + cg] = stacked[r].clone().MoveToOuterDisposeScope();
             for (int i = 0; i < C; i += d)
             {
                 using var step = NewDisposeScope();

@@ -57,12 +57,18 @@ public static class WeightedKMeans
         Tensor? assign = null;
         for (int it = 0; it < o.Iterations; it++)
         {
+            // One scope per EM iteration: its distances and sums are freed before the next one starts.
+            using var iteration = NewDisposeScope();
             var (a, cost) = AssignBatched(z, w, c, o.ChunkElements);
             bool same = assign is not null && a.eq(assign).all().item<bool>();
-            assign = a;
-            c = MStepBatched(z, w, a, c, cost);
+            var next = MStepBatched(z, w, a, c, cost).MoveToOuterDisposeScope();
+            assign?.Dispose();
+            assign = a.MoveToOuterDisposeScope();
+            c.Dispose();
+            c = next;
             if (same) break;
         }
+        assign?.Dispose();
         assign = AssignBatched(z, w, c, o.ChunkElements).Assignments;
         return (c.MoveToOuterDisposeScope(), assign.MoveToOuterDisposeScope());
     }
