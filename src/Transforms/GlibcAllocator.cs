@@ -1,0 +1,38 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace Msavq.MLNet;
+
+/// <summary>
+/// Pins glibc's mmap threshold when the library loads. libtorch allocates and frees many large CPU buffers; glibc
+/// raises its mmap threshold after each freed mmapped block (up to 32 MiB), after which such buffers come from the
+/// heap and fragment it: quantizing a 4096×4096 layer grew past 24 GiB resident. With the threshold fixed at
+/// 128 KiB the same run stays near 2 GiB (bench/RESULTS.md). Same effect as MALLOC_MMAP_THRESHOLD_=131072.
+/// </summary>
+public static class GlibcAllocator
+{
+    private const int MTrimThreshold = -1, MMmapThreshold = -3;
+
+#pragma warning disable CA2255 // a process-wide allocator setting must be in place before the first tensor exists
+    [ModuleInitializer]
+#pragma warning restore CA2255
+    internal static void OnLoad() => Configure();
+
+    /// <summary>Idempotent; runs when Msavq.MLNet.Transforms or Msavq.MLNet.Estimators loads.</summary>
+    public static void Configure()
+    {
+        if (!OperatingSystem.IsLinux() || Environment.GetEnvironmentVariable("MALLOC_MMAP_THRESHOLD_") != null) return;
+        try
+        {
+            mallopt(MMmapThreshold, 128 * 1024);
+            mallopt(MTrimThreshold, 128 * 1024);
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            // Not glibc (e.g. musl): nothing to configure.
+        }
+    }
+
+    [DllImport("libc", EntryPoint = "mallopt")]
+    private static extern int mallopt(int param, int value);
+}
