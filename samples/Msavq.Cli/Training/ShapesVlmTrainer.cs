@@ -16,8 +16,9 @@ public sealed record CurvePoint(double Minutes, long Step, double Loss, VqaEvalu
 /// <summary>
 /// Trains <see cref="ShapesVlm"/> from scratch on the Shapes-VQA train stream: answer-token cross-entropy plus an
 /// auxiliary per-cell shape/colour loss on the image tokens (grounding, reference-vlm.md §What to try 1), AdamW with
-/// warm-up and a cosine schedule over the wall-clock budget, a 3→6-object curriculum. Checkpoints every evaluation,
-/// resumable.
+/// warm-up and a cosine schedule over the wall-clock budget, a 3→6-object curriculum; after
+/// <see cref="TrainingOptions.FocusAfterMinutes"/> one family (spatial) is oversampled and a probe at the middle of the
+/// decoder predicts the cell of each object a spatial question names. Checkpoints every evaluation, resumable.
 /// </summary>
 public sealed class ShapesVlmTrainer
 {
