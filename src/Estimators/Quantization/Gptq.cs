@@ -63,6 +63,12 @@ public static class Gptq
         var scales = zeros(m, groups, dtype);
         var zerosT = zeros(m, groups, dtype);
         var groupOfSweepColumn = new int[n];
+        if (o.GroupSize <= 0)
+        {
+            // One grid per row, fitted on the original W (as the reference): store it once, not per column.
+            scales[.., 0] = grid!.Scale;
+            zerosT[.., 0] = grid.Zero;
+        }
         for (long i1 = 0; i1 < n; i1 += o.BlockSize)
         {
             long i2 = Math.Min(i1 + o.BlockSize, n), count = i2 - i1;
@@ -97,12 +103,7 @@ public static class Gptq
                     scales[.., group] = grid.Scale;
                     zerosT[.., group] = grid.Zero;
                 }
-                else
-                {
-                    group = 0;
-                    scales[.., 0] = grid!.Scale;
-                    zerosT[.., 0] = grid.Zero;
-                }
+                else group = 0;
                 groupOfSweepColumn[col] = group;
                 var code = grid!.Codes(w.unsqueeze(1));
                 var q = grid.Dequantize(code).flatten();
