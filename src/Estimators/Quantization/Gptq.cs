@@ -128,7 +128,7 @@ public static class Gptq
         {
             Codes = codes.MoveToOuterDisposeScope(), Scales = scales.MoveToOuterDisposeScope(),
             Zeros = zerosT.MoveToOuterDisposeScope(), GroupOfColumn = groupOfColumn, Bits = o.Bits, GroupSize = g,
-            Permutation = perm,
+            Permutation = perm, ColumnMapStored = perm is not null && o.GroupSize > 0 && !o.StaticGroups,
         };
     }
 }

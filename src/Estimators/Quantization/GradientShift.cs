@@ -45,6 +45,19 @@ public static class GradientShift
         return (w - (o.Beta * step).to(w.dtype)).MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// The factor applied to a Newton step S: min(β, τ·‖E‖_A / ‖S‖_A) with ‖X‖_A² = tr(X A Xᵀ) and E a reference
+    /// quantization error — a trust region that keeps the shift within τ times the error it is meant to steer.
+    /// </summary>
+    public static double TrustScale(Tensor step, Tensor referenceError, Tensor a, double beta, double trustRatio)
+    {
+        using var scope = NewDisposeScope();
+        var a64 = a.to(ScalarType.Float64);
+        double Norm(Tensor x) { var x64 = x.to(ScalarType.Float64); return Math.Sqrt(Math.Max(0, (x64.matmul(a64) * x64).sum().item<double>())); }
+        double s = Norm(step), e = Norm(referenceError);
+        return s > 0 ? Math.Min(beta, trustRatio * e / s) : 0;
+    }
+
     /// <summary>X·A_λ⁻¹ for symmetric A: (A_λ⁻¹ Xᵀ)ᵀ by a Cholesky solve.</summary>
     private static Tensor SolveRight(Tensor x, Tensor a, double damping)
     {

@@ -48,8 +48,12 @@ public sealed class LayerStatistics : IDisposable
         }
     }
 
-    /// <summary>Adds output gradients δ [N, m] with the matching inputs x [N, n] and optional token weights.</summary>
-    public void AddOutputGradients(Tensor x, Tensor delta, Tensor? tokenWeights = null)
+    /// <summary>
+    /// Adds output gradients δ [N, m] with the matching inputs x [N, n] and optional token weights. G takes δ; the
+    /// output factor b (and B) takes <paramref name="curvatureDelta"/> when given — gradients of the loss at labels
+    /// sampled from the model (true Fisher), which stay informative where the true-label δ vanishes on a fitted model.
+    /// </summary>
+    public void AddOutputGradients(Tensor x, Tensor delta, Tensor? tokenWeights = null, Tensor? curvatureDelta = null)
     {
         using var scope = NewDisposeScope();
         var x64 = Flatten(x, InFeatures, "inputs");
@@ -57,11 +61,14 @@ public sealed class LayerStatistics : IDisposable
         if (x64.shape[0] != d64.shape[0])
             throw new ArgumentException($"{x64.shape[0]} input rows but {d64.shape[0]} gradient rows.");
         CheckFinite(d64, "output gradients");
+        var c64 = curvatureDelta is null ? d64 : Flatten(curvatureDelta, OutFeatures, "curvature gradients");
+        if (curvatureDelta is not null) CheckFinite(c64, "curvature gradients");
         var w = tokenWeights?.reshape(-1).to(ScalarType.Float64).to(x64.device);
         var dw = w is null ? d64 : d64 * w.unsqueeze(1);
+        var cw = w is null ? c64 : c64 * w.unsqueeze(1);
         _g.addmm_(dw.t(), x64);
-        _b.add_((dw * d64).sum(dim: 0));
-        _bFull?.addmm_(dw.t(), d64);
+        _b.add_((cw * c64).sum(dim: 0));
+        _bFull?.addmm_(cw.t(), c64);
         _gradientWeight += w is null ? d64.shape[0] : w.sum().item<double>();
     }
 

@@ -31,7 +31,13 @@ public sealed class ScalarQuantizedWeight : IDisposable
     }
 
     /// <summary>All-in cost: codes, an fp16 scale and a <see cref="Bits"/>-bit zero per row and group, any permutation.</summary>
-    public BitCost Cost() => BitCost.Scalar(Rows, Columns, Bits, Scales.shape[1], Permutation != null);
+    public BitCost Cost() => BitCost.Scalar(Rows, Columns, Bits, Scales.shape[1], ColumnMapStored);
+
+    /// <summary>
+    /// Whether a per-column group map must be stored: only act-order with dynamic groups scatters a group's columns.
+    /// Per-channel grids and static groups keep codes in their original positions, so the sweep order costs nothing.
+    /// </summary>
+    public bool ColumnMapStored { get; init; }
 
     public void Dispose() { Codes.Dispose(); Scales.Dispose(); Zeros.Dispose(); }
 }

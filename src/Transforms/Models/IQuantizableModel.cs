@@ -6,8 +6,11 @@ namespace Msavq.MLNet.Models;
 /// <summary>What each token of a batch is; calibration weighs image and text tokens separately (algorithm.md §7.5).</summary>
 public enum TokenModality : byte { Text = 0, Image = 1, Answer = 2 }
 
+/// <summary>Which part of a VLM a layer belongs to; algorithm.md §8.1 quantizes the language model by default.</summary>
+public enum LayerRole { Vision, Projector, Language }
+
 /// <summary>A quantizable Linear layer, by dotted name, with the block it belongs to (for sequential mode).</summary>
-public sealed record QuantizableLayer(string Name, int Block, TorchSharp.Modules.Linear Module);
+public sealed record QuantizableLayer(string Name, int Block, LayerRole Role, TorchSharp.Modules.Linear Module);
 
 /// <summary>Predicted answers with the model's probability for each.</summary>
 public sealed record VlmPrediction(string[] Answers, float[] Scores);
@@ -30,6 +33,9 @@ public interface IQuantizableModel
     /// <summary>Mean cross-entropy over answer tokens (drives the weight gradient and the output-gradient factor).</summary>
     Tensor Loss(VlmBatch batch);
 
+    /// <summary>Next-token logits over the whole sequence, [batch, length, vocabulary], aligned with <see cref="VlmBatch.Labels"/>.</summary>
+    Tensor Logits(VlmBatch batch);
+
     /// <summary>Logits of the first answer token, [batch, vocabulary].</summary>
     Tensor AnswerLogits(VlmBatch batch);
 
@@ -38,6 +44,12 @@ public interface IQuantizableModel
 
     /// <summary>Greedy answers and their probabilities.</summary>
     VlmPrediction Predict(VlmBatch batch);
+
+    /// <summary>
+    /// An independent copy with its own parameters on the same device, so a quantizer can overwrite weights while
+    /// the caller keeps the full-precision model.
+    /// </summary>
+    IQuantizableModel Clone();
 }
 
 /// <summary>One row for a VLM: image bytes (H×W×3), question text, and the answer when known.</summary>

@@ -108,16 +108,30 @@ public sealed class ShapesVlm : nn.Module<Tensor, Tensor, Tensor>, IQuantizableM
         {
             if (module is not Linear linear || name == "lm_head") continue;
             string[] parts = name.Split('.');
-            int block = parts[0] switch
+            var (block, role) = parts[0] switch
             {
-                "vision" => int.Parse(parts[2]),
-                "projector" => v,
-                "layers" => v + 1 + int.Parse(parts[1]),
+                "vision" => (int.Parse(parts[2]), LayerRole.Vision),
+                "projector" => (v, LayerRole.Projector),
+                "layers" => (v + 1 + int.Parse(parts[1]), LayerRole.Language),
                 _ => throw new InvalidOperationException($"Unexpected Linear '{name}'."),
             };
-            list.Add(new QuantizableLayer(name, block, linear));
+            list.Add(new QuantizableLayer(name, block, role, linear));
         }
         return list;
+    }
+
+    IQuantizableModel IQuantizableModel.Clone() => Clone();
+
+    /// <summary>A copy with the same configuration and parameter values, on the same device.</summary>
+    public ShapesVlm Clone()
+    {
+        var copy = new ShapesVlm(Config);
+        copy.to(Device);
+        using var _ = no_grad();
+        var source = state_dict();
+        foreach (var (name, t) in copy.state_dict()) t.copy_(source[name]);
+        copy.train(training);
+        return copy;
     }
 
     public VlmBatch Encode(IReadOnlyList<VqaInput> rows)
@@ -180,7 +194,9 @@ public sealed class ShapesVlm : nn.Module<Tensor, Tensor, Tensor>, IQuantizableM
         };
     }
 
-    public Tensor Loss(VlmBatch batch) => LossFromLogits(call(batch.Pixels, batch.Tokens), batch);
+    public Tensor Logits(VlmBatch batch) => call(batch.Pixels, batch.Tokens);
+
+    public Tensor Loss(VlmBatch batch) => LossFromLogits(Logits(batch), batch);
 
     /// <summary>Answer-token cross-entropy from logits already computed for <paramref name="batch"/>.</summary>
     public static Tensor LossFromLogits(Tensor logits, VlmBatch batch) =>

@@ -10,6 +10,28 @@ public sealed record VqaEvaluation(
     string[] Predictions)
 {
     public double MinFamilyAccuracy => FamilyAccuracy.Values.Min();
+
+    /// <summary>Per example, log-probabilities of the first answer token over the vocabulary (for KL to another model).</summary>
+    public float[][] AnswerLogProbs { get; init; } = Array.Empty<float[]>();
+
+    /// <summary>Mean KL(reference ‖ this) of the first-answer-token distributions, over the same examples.</summary>
+    public double MeanKlFrom(VqaEvaluation reference)
+    {
+        if (reference.AnswerLogProbs.Length != AnswerLogProbs.Length)
+            throw new ArgumentException($"{reference.AnswerLogProbs.Length} reference rows but {AnswerLogProbs.Length} here.");
+        double sum = 0;
+        for (int i = 0; i < AnswerLogProbs.Length; i++)
+        {
+            float[] p = reference.AnswerLogProbs[i], q = AnswerLogProbs[i];
+            for (int k = 0; k < p.Length; k++)
+                if (p[k] > -80) sum += Math.Exp(p[k]) * (p[k] - (double)q[k]);
+        }
+        return sum / Math.Max(1, AnswerLogProbs.Length);
+    }
+
+    /// <summary>Share of examples where this and <paramref name="reference"/> predict the same answer.</summary>
+    public double AgreementWith(VqaEvaluation reference) =>
+        Predictions.Zip(reference.Predictions).Average(t => t.First == t.Second ? 1.0 : 0.0);
 }
 
 public static class VqaEvaluator
@@ -19,6 +41,7 @@ public static class VqaEvaluator
     {
         if (examples.Count == 0) throw new ArgumentException("No examples to evaluate.", nameof(examples));
         var predictions = new string[examples.Count];
+        var logProbs = new float[examples.Count][];
         double nll = 0;
         using var _ = no_grad();
         for (int start = 0; start < examples.Count; start += batchSize)
@@ -31,12 +54,19 @@ public static class VqaEvaluator
             var target = batch.Labels.gather(1, tensor(batch.AnswerPositions, device: logits.device).unsqueeze(1)).squeeze(1);
             nll -= logp.gather(1, target.unsqueeze(1)).sum().item<float>();
             var ids = logits.argmax(1).cpu().data<long>().ToArray();
+            var lp = logp.to_type(ScalarType.Float32).cpu();
+            long vocab = lp.shape[1];
+            var flat = lp.data<float>().ToArray();
+            for (int i = 0; i < ids.Length; i++) logProbs[start + i] = flat.AsSpan((int)(i * vocab), (int)vocab).ToArray();
             for (int i = 0; i < ids.Length; i++) predictions[start + i] = model.AnswerText(ids[i]);
             progress?.Report(Math.Min(start + batchSize, examples.Count));
         }
         var correct = examples.Select((e, i) => predictions[i] == e.Answer).ToArray();
         var perFamily = examples.Select((e, i) => (e.Family, Ok: correct[i])).GroupBy(t => t.Family)
             .OrderBy(g => g.Key).ToDictionary(g => g.Key, g => g.Average(t => t.Ok ? 1.0 : 0.0));
-        return new VqaEvaluation(examples.Count, correct.Average(c => c ? 1.0 : 0.0), nll / examples.Count, perFamily, predictions);
+        return new VqaEvaluation(examples.Count, correct.Average(c => c ? 1.0 : 0.0), nll / examples.Count, perFamily, predictions)
+        {
+            AnswerLogProbs = logProbs,
+        };
     }
 }

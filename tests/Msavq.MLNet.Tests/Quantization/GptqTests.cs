@@ -77,5 +77,9 @@ public sealed class GptqTests
         Assert.AreEqual(8 * 2 * (16 + 2.0), cost.ScaleBits);
         Assert.AreEqual(128 * 7.0, cost.PermutationBits);
         Assert.AreEqual(2 + (8 * 2 * 18.0 + 128 * 7) / (8 * 128), cost.BitsPerWeight, 1e-12);
+
+        // Static groups keep each group's columns in place: the sweep order is not stored, so it costs nothing.
+        using var s = Gptq.Quantize(w, h, new GptqOptions { Bits = 2, GroupSize = 64, ActOrder = true, StaticGroups = true });
+        Assert.AreEqual(0.0, s.Cost().PermutationBits);
     }
 }

@@ -1,0 +1,109 @@
+using Msavq.MLNet.Quantization;
+using static TorchSharp.torch;
+
+namespace Msavq.MLNet.Calibration;
+
+/// <summary>A layer's statistics as combined for quantization: A, b and G over one token set and normalization (§8.2).</summary>
+/// <param name="A">Σ w x xᵀ / Σ w: the input factor of the quantization objective.</param>
+/// <param name="B">Σ w δ_s² / Σ w: the output factor (diagonal).</param>
+/// <param name="G">Σ w δ xᵀ / Σ w: the gradient.</param>
+/// <param name="CurvatureA">Σ w ‖δ_s‖² x xᵀ / Σ w: inputs weighted by how much curvature their token carries.</param>
+/// <param name="CurvatureB">Σ w δ_s² / Σ w ‖δ_s‖²: the output factor that pairs with <paramref name="CurvatureA"/>.</param>
+public sealed record CombinedStatistics(Tensor A, Tensor B, Tensor G, Tensor CurvatureA, Tensor CurvatureB, double VisionWeight);
+
+/// <summary>
+/// One layer's calibration statistics kept apart by modality (algorithm.md §8.2): image tokens and text tokens each
+/// accumulate A, b and G, plus Σ|δ| for the modality ratio r_ℓ = mean_vision|δ| / mean_text|δ| (MBQ, §7.5).
+/// </summary>
+public sealed class ModalityStatistics : IDisposable
+{
+    private double _imageAbsGrad, _textAbsGrad, _imageCurvature, _textCurvature;
+    private readonly Tensor _imageCurvatureA, _textCurvatureA;
+    private long _imageGradCount, _textGradCount;
+
+    public ModalityStatistics(string layer, long inFeatures, long outFeatures, Device device)
+    {
+        Layer = layer;
+        Image = new LayerStatistics(inFeatures, outFeatures, device: device);
+        Text = new LayerStatistics(inFeatures, outFeatures, device: device);
+        _imageCurvatureA = zeros(inFeatures, inFeatures, ScalarType.Float64, device);
+        _textCurvatureA = zeros(inFeatures, inFeatures, ScalarType.Float64, device);
+    }
+
+    public string Layer { get; }
+    public LayerStatistics Image { get; }
+    public LayerStatistics Text { get; }
+    public double ImageTokens => Image.InputWeight;
+    public double TextTokens => Text.InputWeight;
+
+    /// <summary>
+    /// Adds one batch's tokens of one modality: inputs x [N, n] and, when known, output gradients δ [N, m] of the
+    /// true-label loss and δ_s of the sampled-label loss (for the output factor b).
+    /// </summary>
+    public void Add(bool image, Tensor x, Tensor? delta, Tensor? sampledDelta = null)
+    {
+        if (x.shape[0] == 0) return;
+        var s = image ? Image : Text;
+        try
+        {
+            s.AddInputs(x);
+            if (delta is null) return;
+            s.AddOutputGradients(x, delta, curvatureDelta: sampledDelta);
+        }
+        catch (ArgumentException e)
+        {
+            throw new ArgumentException($"Layer '{Layer}': {e.Message}", e);
+        }
+        if (sampledDelta is not null)
+        {
+            // Weighted K-FAC input factor: Σ ‖δ_s‖² x xᵀ. Plain K-FAC pairs E[x xᵀ] over all tokens with E[δ δᵀ],
+            // which mis-scales the Newton step by orders of magnitude when only a few tokens carry gradient.
+            using var scope = NewDisposeScope();
+            var s2 = sampledDelta.to(ScalarType.Float64).pow(2).sum(dim: 1);
+            var x64 = x.to(ScalarType.Float64);
+            (image ? _imageCurvatureA : _textCurvatureA).addmm_((x64 * s2.unsqueeze(1)).t(), x64);
+            if (image) _imageCurvature += s2.sum().item<double>(); else _textCurvature += s2.sum().item<double>();
+        }
+        double abs = delta.abs().sum().to(ScalarType.Float64).item<double>();
+        if (image) { _imageAbsGrad += abs; _imageGradCount += delta.numel(); }
+        else { _textAbsGrad += abs; _textGradCount += delta.numel(); }
+    }
+
+    /// <summary>Raw MBQ ratio mean_vision|δ| / mean_text|δ|; null when the layer saw only one modality.</summary>
+    public double? RawModalityRatio =>
+        _imageGradCount == 0 || _textGradCount == 0 || _textAbsGrad == 0
+            ? null
+            : (_imageAbsGrad / _imageGradCount) / (_textAbsGrad / _textGradCount);
+
+    /// <summary>
+    /// Statistics over all tokens with weight 1 for text and <paramref name="visionWeight"/> for image tokens:
+    /// A = (Σ_text x xᵀ + r Σ_vision x xᵀ) / (N_text + r N_vision), and the same for b and G. Caller disposes.
+    /// </summary>
+    public CombinedStatistics Combine(double visionWeight)
+    {
+        using var scope = NewDisposeScope();
+        double ni = Image.InputWeight * visionWeight, nt = Text.InputWeight;
+        double gi = Image.GradientWeight * visionWeight, gt = Text.GradientWeight;
+        var a = (Image.InputCovariance() * ni + Text.InputCovariance() * nt) / Math.Max(ni + nt, double.Epsilon);
+        var b = (Image.OutputFactorDiagonal() * gi + Text.OutputFactorDiagonal() * gt) / Math.Max(gi + gt, double.Epsilon);
+        var g = (Image.WeightGradient() * gi + Text.WeightGradient() * gt) / Math.Max(gi + gt, double.Epsilon);
+        double curvature = _imageCurvature * visionWeight + _textCurvature;
+        var ca = (_imageCurvatureA * visionWeight + _textCurvatureA) / Math.Max(gi + gt, double.Epsilon);
+        var cb = b * ((gi + gt) / Math.Max(curvature, double.Epsilon));
+        return new CombinedStatistics(a.MoveToOuterDisposeScope(), b.MoveToOuterDisposeScope(), g.MoveToOuterDisposeScope(),
+            ca.MoveToOuterDisposeScope(), cb.MoveToOuterDisposeScope(), visionWeight);
+    }
+
+    /// <summary>Modality affinity per input channel a_j = V_jj / (V_jj + T_jj) (§8.3); 0.5 where a channel is dead.</summary>
+    public double[] ModalityAffinity()
+    {
+        using var scope = NewDisposeScope();
+        var v = Image.InputCovariance().diagonal();
+        var t = Text.InputCovariance().diagonal();
+        var sum = v + t;
+        var a = where(sum.gt(0), v / sum.clamp_min(double.Epsilon), full_like(sum, 0.5));
+        return a.cpu().data<double>().ToArray();
+    }
+
+    public void Dispose() { Image.Dispose(); Text.Dispose(); _imageCurvatureA.Dispose(); _textCurvatureA.Dispose(); }
+}

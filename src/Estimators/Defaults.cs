@@ -1,0 +1,64 @@
+using Msavq.MLNet.Models;
+using Msavq.MLNet.Quantization;
+
+namespace Msavq.MLNet;
+
+/// <summary>The documented defaults of every option of the MSAVQ estimators, in one place (algorithm.md §8.5).</summary>
+public static class Defaults
+{
+    public const string ImageColumn = "Image";
+    public const string TextColumn = "Question";
+    public const string AnswerColumn = "Answer";
+    /// <summary>Calibration rows per forward/backward pass.</summary>
+    public const int CalibrationBatchSize = 32;
+    /// <summary>Statistics re-collected block by block on the partly quantized network (GPTQ style).</summary>
+    public const CalibrationMode Mode = CalibrationMode.Sequential;
+    /// <summary>The language model's linears (algorithm.md §8.1); vision tower and projector stay full precision.</summary>
+    public static readonly LayerRole[] Roles = { LayerRole.Language };
+
+    /// <summary>All-in average bits per weight over the quantized layers.</summary>
+    public const double TargetBitsPerWeight = 2.25;
+    public const QuantizationMethod Method = QuantizationMethod.Msavq;
+    /// <summary>d: weights per vector along the input dimension; d = 2 suits layers of a few hundred columns (architecture.md §9).</summary>
+    public const int VectorDimension = 2;
+    /// <summary>Weights sharing one codebook (GPTVQ's groupsize for d = 2).</summary>
+    public const long WeightsPerCodebook = 2048;
+    /// <summary>Modality-affinity bins per layer: columns are grouped by a_j = V_jj / (V_jj + T_jj) (§8.3).</summary>
+    public const int ModalityBins = 4;
+    /// <summary>γ: exponent of the global (layer) salience in the combined score (§8.3).</summary>
+    public const double GlobalExponent = 1.0;
+    /// <summary>Tier step in index bits per weight (tiers b̄ − step, b̄, b̄ + step).</summary>
+    public const double TierStep = 0.5;
+
+    /// <summary>β of the Newton shift W* = W − β·diag(b)⁻¹·G·A⁻¹ (§8.4 step 1).</summary>
+    public const double Beta = 0.3;
+    /// <summary>τ: the shift's A-norm is at most τ times that of a trial RTN error (a trust region; see LayerQuantizer).</summary>
+    public const double ShiftTrustRatio = 0.25;
+    /// <summary>λ relative to mean(diag A) (§8.2).</summary>
+    public const double RelativeDamping = 0.01;
+    public const CodebookPrecision Precision = CodebookPrecision.Int8;
+    public const int KMeansIterations = 100;
+    public const int Seed = 0;
+}
+
+/// <summary>How layer statistics are gathered (architecture.md §2).</summary>
+public enum CalibrationMode
+{
+    /// <summary>Each block's statistics come from the network with all earlier blocks already quantized.</summary>
+    Sequential,
+    /// <summary>Every layer uses full-precision statistics.</summary>
+    OneShot,
+}
+
+/// <summary>The preset that decides what the chain does per layer; baselines and MSAVQ share every other step.</summary>
+public enum QuantizationMethod
+{
+    /// <summary>Round-to-nearest, min–max per group.</summary>
+    Rtn,
+    /// <summary>GPTQ (act-order, static groups).</summary>
+    Gptq,
+    /// <summary>GPTVQ: uniform codebooks, diagonal intra-vector feedback.</summary>
+    Gptvq,
+    /// <summary>Mixed-precision, modality-aware, gradient-aware Block-LDL VQ (algorithm.md §8).</summary>
+    Msavq,
+}

@@ -1,0 +1,109 @@
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Msavq.MLNet.Calibration;
+using Msavq.MLNet.Models;
+using static TorchSharp.torch;
+
+namespace Msavq.MLNet;
+
+/// <summary>
+/// Last estimator of the chain: quantizes every planned layer of a copy of the model (algorithm.md §8.4 for MSAVQ;
+/// RTN, GPTQ or GPTVQ for the baseline presets), block by block, re-collecting statistics on the partly quantized
+/// network in sequential mode. Yields a <see cref="MixedPrecisionVqTransformer"/> that scores with the quantized copy.
+/// </summary>
+public sealed class MixedPrecisionVqEstimator : IEstimator<MixedPrecisionVqTransformer>
+{
+    /// <summary>Options of <see cref="MixedPrecisionVqEstimator"/>; defaults from <see cref="Defaults"/>.</summary>
+    public sealed class Options
+    {
+        /// <summary>β of the Newton shift (§8.4 step 1).</summary>
+        public double Beta { get; set; } = Defaults.Beta;
+        /// <summary>τ: the shift moves W at most τ times a 2-bit RTN error, measured in the A-metric.</summary>
+        public double ShiftTrustRatio { get; set; } = Defaults.ShiftTrustRatio;
+        /// <summary>Ablation switch: false quantizes W itself instead of the gradient-shifted W*.</summary>
+        public bool GradientShift { get; set; } = true;
+        /// <summary>Closed-form codebook update with assignments fixed (§8.4 step 9).</summary>
+        public bool RefineCodebooks { get; set; } = true;
+        public double RelativeDamping { get; set; } = Defaults.RelativeDamping;
+        public int KMeansIterations { get; set; } = Defaults.KMeansIterations;
+        /// <summary>Seeds k-means; the same seed gives bit-identical weights.</summary>
+        public int Seed { get; set; } = Defaults.Seed;
+        /// <summary>Columns the scoring transformer reads; null = those the calibration read.</summary>
+        public string? ImageColumnName { get; set; }
+        public string? TextColumnName { get; set; }
+        public IProgress<QuantizationProgress>? Progress { get; set; }
+    }
+
+    private readonly MLContext _ml;
+    private readonly Options _options;
+
+    public MixedPrecisionVqEstimator(MLContext ml, Options options)
+    {
+        _ml = ml ?? throw new ArgumentNullException(nameof(ml));
+        _options = options ?? throw new ArgumentNullException(nameof(options));
+        if (!(options.Beta >= 0 && options.Beta <= 1)) throw new ArgumentOutOfRangeException(nameof(options), $"Beta must be in [0, 1], got {options.Beta}.");
+    }
+
+    public SchemaShape GetOutputSchema(SchemaShape inputSchema)
+    {
+        string image = _options.ImageColumnName ?? Defaults.ImageColumn, text = _options.TextColumnName ?? Defaults.TextColumn;
+        if (!inputSchema.Any(c => c.Name == image))
+            throw new ArgumentOutOfRangeException(image, $"Image column '{image}' not found.");
+        if (!inputSchema.Any(c => c.Name == text))
+            throw new ArgumentOutOfRangeException(text, $"Text column '{text}' not found.");
+        // The scoring mapping's own estimator checks the input columns' types and adds PredictedAnswer and Score.
+        var definition = Microsoft.ML.Data.SchemaDefinition.Create(typeof(Scoring.VqaScoringInput));
+        definition[nameof(Scoring.VqaScoringInput.Image)].ColumnName = image;
+        definition[nameof(Scoring.VqaScoringInput.Question)].ColumnName = text;
+        return _ml.Transforms.CustomMapping<Scoring.VqaScoringInput, Scoring.VqaScoringOutput>((_, _) => { }, null, definition)
+            .GetOutputSchema(inputSchema);
+    }
+
+    public MixedPrecisionVqTransformer Fit(IDataView input)
+    {
+        var carried = CarryingDataView.From(input, nameof(MixedPrecisionVqEstimator), needPlan: true);
+        var calib = carried.Calibration;
+        var plan = carried.Plan!;
+        var copy = calib.Model.Clone();
+        var byName = copy.QuantizableLayers.ToDictionary(l => l.Name);
+        var planned = plan.Layers.ToDictionary(l => l.Layer);
+        var missing = calib.Layers.Where(l => !byName.ContainsKey(l.Name) || !planned.ContainsKey(l.Name)).Select(l => l.Name).ToList();
+        if (missing.Count > 0) throw new InvalidOperationException($"The model's layers do not match the plan: {string.Join(", ", missing)}.");
+
+        var reports = new List<QuantizedLayerReport>();
+        var blocks = calib.Layers.GroupBy(l => l.Block).OrderBy(g => g.Key).ToList();
+        int done = 0;
+        foreach (var block in blocks)
+        {
+            var layers = block.Select(l => byName[l.Name]).ToList();
+            foreach (var l in layers)
+            {
+                var shape = l.Module.weight.shape;
+                if (shape[0] != planned[l.Name].Rows || shape[1] != planned[l.Name].Columns)
+                    throw new InvalidOperationException($"Layer '{l.Name}' is {shape[0]}×{shape[1]} but the plan says {planned[l.Name].Rows}×{planned[l.Name].Columns}.");
+            }
+            // Sequential: statistics of this block come from the network with every earlier block quantized.
+            bool recollect = calib.Options.Mode == CalibrationMode.Sequential && done > 0;
+            var stats = recollect ? calib.Recollect(copy, layers, _options.Progress) : null;
+            try
+            {
+                foreach (var l in layers)
+                {
+                    _options.Progress?.Report(new QuantizationProgress("quantize", l.Name, done + 1, calib.Layers.Count));
+                    var s = stats?[l.Name] ?? calib.Statistics[l.Name];
+                    var result = LayerQuantizer.Quantize(l.Module.weight, s, planned[l.Name], plan, _options);
+                    using (no_grad()) l.Module.weight.copy_(result.Weight);
+                    result.Weight.Dispose();
+                    reports.Add(result.Report);
+                    done++;
+                }
+            }
+            finally
+            {
+                if (stats is not null) foreach (var s in stats.Values) s.Dispose();
+            }
+        }
+        return new MixedPrecisionVqTransformer(_ml, copy, reports, input.Schema,
+            _options.ImageColumnName ?? calib.Options.ImageColumnName, _options.TextColumnName ?? calib.Options.TextColumnName);
+    }
+}

@@ -1,0 +1,46 @@
+using Microsoft.ML;
+using Msavq.MLNet.Calibration;
+using Msavq.MLNet.Models;
+using Msavq.MLNet.Sensitivity;
+
+namespace Msavq.MLNet;
+
+/// <summary>The MSAVQ estimators, reached from the context: <c>ml.Msavq()</c> (TransformsCatalog cannot reach it).</summary>
+public sealed class MsavqCatalog
+{
+    internal MsavqCatalog(MLContext ml) => Context = ml;
+
+    public MLContext Context { get; }
+
+    /// <summary>Collect per-layer calibration statistics of <paramref name="model"/> over image + text rows.</summary>
+    public CalibrationCollector CollectCalibration(IQuantizableModel model, string imageColumn = Defaults.ImageColumn,
+        string textColumn = Defaults.TextColumn, string answerColumn = Defaults.AnswerColumn) =>
+        new(new CalibrationCollector.Options
+        {
+            Model = model, ImageColumnName = imageColumn, TextColumnName = textColumn, AnswerColumnName = answerColumn,
+        });
+
+    public CalibrationCollector CollectCalibration(CalibrationCollector.Options options) => new(options);
+
+    /// <summary>Estimate salience and allocate bits under an all-in budget of <paramref name="targetBitsPerWeight"/>.</summary>
+    public SensitivityEstimator EstimateSensitivity(double targetBitsPerWeight = Defaults.TargetBitsPerWeight,
+        QuantizationMethod method = Defaults.Method, int vectorDimension = Defaults.VectorDimension) =>
+        new(new SensitivityEstimator.Options
+        {
+            TargetBitsPerWeight = targetBitsPerWeight, Method = method, VectorDimension = vectorDimension,
+        });
+
+    public SensitivityEstimator EstimateSensitivity(SensitivityEstimator.Options options) => new(options);
+
+    /// <summary>Quantize the planned layers and return the scoring transformer.</summary>
+    public MixedPrecisionVqEstimator QuantizeMixedPrecisionVq(double beta = Defaults.Beta, int seed = Defaults.Seed) =>
+        new(Context, new MixedPrecisionVqEstimator.Options { Beta = beta, Seed = seed });
+
+    public MixedPrecisionVqEstimator QuantizeMixedPrecisionVq(MixedPrecisionVqEstimator.Options options) => new(Context, options);
+}
+
+public static class MsavqCatalogExtensions
+{
+    /// <summary>The MSAVQ catalog of this context.</summary>
+    public static MsavqCatalog Msavq(this MLContext ml) => new(ml ?? throw new ArgumentNullException(nameof(ml)));
+}

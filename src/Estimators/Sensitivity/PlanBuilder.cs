@@ -1,0 +1,194 @@
+using Msavq.MLNet.Calibration;
+using Msavq.MLNet.Quantization;
+using static TorchSharp.torch;
+
+namespace Msavq.MLNet.Sensitivity;
+
+/// <summary>
+/// Turns calibration statistics and a budget into a <see cref="BitAllocationPlan"/>. Baselines get the best uniform
+/// configuration that fits the all-in budget; MSAVQ gets structured mixed precision from salience (§8.3).
+/// </summary>
+internal static class PlanBuilder
+{
+    private static readonly int[] ScalarGroups = { 32, 64, 128, -1 };
+    private static readonly long[] CodebookShares = { 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072 };
+    /// <summary>Largest codebook fitted (k-means cost grows with K).</summary>
+    public const int MaxCodebookSize = 4096;
+
+    public static BitAllocationPlan Build(CalibrationResult calib, SensitivityEstimator.Options o)
+    {
+        if (!(o.TargetBitsPerWeight > 0) || double.IsInfinity(o.TargetBitsPerWeight))
+            throw new ArgumentOutOfRangeException(nameof(o), $"TargetBitsPerWeight must be a positive number, got {o.TargetBitsPerWeight}.");
+        if (o.VectorDimension is not (1 or 2 or 4 or 8))
+            throw new ArgumentOutOfRangeException(nameof(o), $"VectorDimension must be 1, 2, 4 or 8, got {o.VectorDimension}.");
+        var shapes = calib.Layers.Select(l => (l.Name, M: (int)l.Module.out_features, N: (int)l.Module.in_features)).ToList();
+        double weights = shapes.Sum(s => (double)s.M * s.N);
+        double budget = o.TargetBitsPerWeight * weights;
+        var layers = o.Method switch
+        {
+            QuantizationMethod.Rtn or QuantizationMethod.Gptq => Scalar(shapes, budget, weights, o),
+            QuantizationMethod.Gptvq => UniformVq(shapes, budget, weights, o),
+            _ => MixedVq(calib, shapes, budget, weights, o),
+        };
+        return new BitAllocationPlan
+        {
+            Method = o.Method, TargetBitsPerWeight = o.TargetBitsPerWeight, VectorDimension = o.VectorDimension,
+            MixedPrecision = o.Method == QuantizationMethod.Msavq && o.MixedPrecision,
+            ModalityWeighting = o.Method == QuantizationMethod.Msavq && o.ModalityWeighting,
+            Precision = o.Precision, Layers = layers,
+        };
+    }
+
+    private static List<LayerPlan> Scalar(List<(string Name, int M, int N)> shapes, double budget, double weights,
+                                          SensitivityEstimator.Options o)
+    {
+        double cheapest = double.MaxValue;
+        foreach (int bits in new[] { 8, 4, 3, 2 })
+            foreach (int g in ScalarGroups)
+            {
+                var plans = shapes.Select(s => new LayerPlan
+                {
+                    Layer = s.Name, Rows = s.M, Columns = s.N, Method = o.Method, Bits = bits, GroupSize = g,
+                    Cost = BitCost.Scalar(s.M, s.N, bits, g <= 0 ? 1 : (s.N + g - 1) / g, permuted: false),
+                }).ToList();
+                double total = plans.Sum(p => p.Cost.TotalBits);
+                cheapest = Math.Min(cheapest, total);
+                if (total <= budget * (1 + 1e-12)) return plans;
+            }
+        throw Impossible(o, cheapest / weights, "2-bit codes with one scale and zero per row");
+    }
+
+    private static List<LayerPlan> UniformVq(List<(string Name, int M, int N)> shapes, double budget, double weights,
+                                             SensitivityEstimator.Options o)
+    {
+        int d = o.VectorDimension;
+        double cheapest = double.MaxValue;
+        for (int kBits = Math.Min((int)Math.Floor(o.TargetBitsPerWeight * d), (int)Math.Log2(MaxCodebookSize)); kBits >= 1; kBits--)
+            foreach (long share in CodebookShares)
+            {
+                var plans = shapes.Select(s =>
+                {
+                    var layout = VqLayout.ForGroupSize(s.M, s.N, d, ColumnsPerGroup(s.N, d, 256), share);
+                    int tiles = layout.RowGroups(s.M) * layout.ColumnGroups(s.N);
+                    var sizes = Enumerable.Repeat(1 << kBits, tiles).ToArray();
+                    return new LayerPlan
+                    {
+                        Layer = s.Name, Rows = s.M, Columns = s.N, Method = o.Method, Layout = layout,
+                        TileCodebookSizes = sizes, Cost = VqCost(s.M, s.N, layout, sizes, o.Precision, permuted: false),
+                    };
+                }).ToList();
+                double total = plans.Sum(p => p.Cost.TotalBits);
+                cheapest = Math.Min(cheapest, total);
+                if (total <= budget * (1 + 1e-12)) return plans;
+            }
+        throw Impossible(o, cheapest / weights, $"K = 2 codebooks of d = {d}");
+    }
+
+    private static List<LayerPlan> MixedVq(CalibrationResult calib, List<(string Name, int M, int N)> shapes, double budget,
+                                           double weights, SensitivityEstimator.Options o)
+    {
+        int d = o.VectorDimension;
+        bool permute = o.ModalityWeighting && o.ModalityBins > 1;
+        var layouts = shapes.Select(s =>
+            VqLayout.ForGroupSize(s.M, s.N, d, ColumnsPerGroup(s.N, d, Math.Max(d, s.N / Math.Max(1, o.ModalityBins))),
+                o.WeightsPerCodebook)).ToList();
+        // Index-bit levels a codebook can have: log2(K)/d for integer log2(K).
+        double step = Math.Max(o.TierStep, 1.0 / d);
+        double[] Levels(double from, double to) => Enumerable.Range(1, (int)Math.Log2(MaxCodebookSize))
+            .Select(kb => (double)kb / d).Where(t => t >= from - 1e-9 && t <= to + 1e-9).ToArray();
+        double TileCost(int l, double t) => TileBits(shapes[l].M, shapes[l].N, layouts[l], t, o.Precision);
+        double PermBits(int l) => permute ? BitCost.PermutationCost(shapes[l].N) : 0;
+        int Tiles(int l) => layouts[l].RowGroups(shapes[l].M) * layouts[l].ColumnGroups(shapes[l].N);
+
+        // b̄: the largest uniform level that fits; tiers around it.
+        var all = Levels(0, 64);
+        double? baseLevel = all.Reverse().Cast<double?>().FirstOrDefault(t =>
+            Enumerable.Range(0, shapes.Count).Sum(l => Tiles(l) * TileCost(l, t!.Value) + PermBits(l)) <= budget * (1 + 1e-12));
+        if (baseLevel is null)
+            throw Impossible(o, Enumerable.Range(0, shapes.Count).Sum(l => Tiles(l) * TileCost(l, all[0]) + PermBits(l)) / weights,
+                $"K = 2 codebooks of d = {d}");
+        double[] tiers = o.MixedPrecision ? Levels(baseLevel.Value - step, baseLevel.Value + step) : new[] { baseLevel.Value };
+
+        // Salience per tile (§8.3) from the full-precision statistics.
+        var local = new List<double[]>(); var global = new List<double>(); var orders = new List<long[]?>();
+        var visionWeights = new List<double>();
+        for (int l = 0; l < shapes.Count; l++)
+        {
+            using var scope = NewDisposeScope();
+            var layer = calib.Layers[l];
+            var stats = calib.Statistics[layer.Name];
+            double r = o.ModalityWeighting ? calib.VisionWeights[layer.Name] : 1.0;
+            visionWeights.Add(r);
+            var c = stats.Combine(r);
+            long[]? order = permute ? AffinityOrder(stats.ModalityAffinity()) : null;
+            orders.Add(order);
+            var w = layer.Module.weight.detach().to(ScalarType.Float64);
+            var a = c.A;
+            if (order is not null)
+            {
+                var idx = tensor(order, device: a.device);
+                w = w.index_select(1, idx);
+                a = a.index_select(0, idx).index_select(1, idx);
+            }
+            var b = c.B.clamp_min(1e-3 * Math.Max(c.B.mean().item<double>(), double.Epsilon));
+            var aDamped = HessianFactor.Damp(a, o.RelativeDamping);
+            local.Add(Salience.Local(w, aDamped, b, layouts[l]));
+            global.Add(Salience.Global(w, a, b, (int)Math.Round(baseLevel.Value)));
+        }
+        var score = Salience.Combine(local, global, o.GlobalExponent);
+
+        var items = new List<AllocationItem>();
+        for (int l = 0; l < shapes.Count; l++)
+            for (int t = 0; t < Tiles(l); t++)
+                items.Add(new AllocationItem(score[l][t], tiers, tiers.Select(x => TileCost(l, x)).ToArray()));
+        double fixedBits = Enumerable.Range(0, shapes.Count).Sum(PermBits);
+        var chosen = BitAllocator.Allocate(items, budget - fixedBits);
+
+        var plans = new List<LayerPlan>();
+        int offset = 0;
+        for (int l = 0; l < shapes.Count; l++)
+        {
+            var sizes = Enumerable.Range(0, Tiles(l)).Select(t => (int)Math.Round(Math.Pow(2, tiers[chosen[offset + t]] * d))).ToArray();
+            offset += Tiles(l);
+            var s = shapes[l];
+            plans.Add(new LayerPlan
+            {
+                Layer = s.Name, Rows = s.M, Columns = s.N, Method = o.Method, Layout = layouts[l], TileCodebookSizes = sizes,
+                TileSalience = score[l], ColumnOrder = orders[l], VisionWeight = visionWeights[l],
+                Cost = VqCost(s.M, s.N, layouts[l], sizes, o.Precision, orders[l] is not null),
+            });
+        }
+        return plans;
+    }
+
+    /// <summary>Input columns sorted by modality affinity (stable), so contiguous column groups are affinity bins (§8.3).</summary>
+    internal static long[] AffinityOrder(double[] affinity) =>
+        Enumerable.Range(0, affinity.Length).OrderBy(j => affinity[j]).ThenBy(j => j).Select(j => (long)j).ToArray();
+
+    /// <summary>The widest column group ≤ <paramref name="max"/> that divides n and is a multiple of d.</summary>
+    internal static int ColumnsPerGroup(int n, int d, int max)
+    {
+        for (int c = Math.Min(max, n) / d * d; c >= d; c -= d)
+            if (n % c == 0) return c;
+        throw new ArgumentException($"{n} input columns are not a multiple of the vector dimension {d}.");
+    }
+
+    private static double TileBits(int m, int n, VqLayout layout, double indexBits, CodebookPrecision precision)
+    {
+        long tileWeights = (long)layout.RowsPerGroup * layout.ColumnsPerGroup;
+        long k = (long)Math.Round(Math.Pow(2, indexBits * layout.VectorDim));
+        return tileWeights * indexBits + Codebook.Bits(k, layout.VectorDim, precision);
+    }
+
+    internal static BitCost VqCost(int m, int n, VqLayout layout, int[] sizes, CodebookPrecision precision, bool permuted)
+    {
+        long vectorsPerTile = (long)layout.RowsPerGroup * layout.ColumnsPerGroup / layout.VectorDim;
+        double index = sizes.Sum(k => vectorsPerTile * Math.Ceiling(Math.Log2(k)));
+        double books = sizes.Sum(k => Codebook.Bits(k, layout.VectorDim, precision));
+        return new BitCost((long)m * n, index, books, 0, permuted ? BitCost.PermutationCost(n) : 0);
+    }
+
+    private static ArgumentException Impossible(SensitivityEstimator.Options o, double minimum, string what) => new(
+        $"No {o.Method} configuration meets {o.TargetBitsPerWeight:0.###} bits/weight all-in: the cheapest ({what}) " +
+        $"costs {minimum:0.###} bits/weight.", nameof(o));
+}

@@ -1,0 +1,87 @@
+using Microsoft.Data.Analysis;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Msavq.MLNet.Models;
+using Msavq.MLNet.Scoring;
+using static TorchSharp.torch;
+
+namespace Msavq.MLNet;
+
+/// <summary>
+/// Runs a quantized VLM over rows: <see cref="Transform"/> adds <c>PredictedAnswer</c> (text) and <c>Score</c>
+/// (float, the answer's probability), lazily — nothing is computed until a cursor asks. Works with
+/// <c>PredictionEngine</c>. Knows nothing of fitting: it receives the quantized model and the per-layer report.
+/// </summary>
+public sealed class MixedPrecisionVqTransformer : ITransformer
+{
+    public const string PredictedAnswerColumn = "PredictedAnswer";
+    public const string ScoreColumn = "Score";
+
+    private readonly MLContext _ml;
+    private readonly ITransformer _mapping;
+
+    /// <param name="model">The quantized model (its weights already replaced).</param>
+    /// <param name="layers">One entry per quantized layer.</param>
+    /// <param name="inputSchema">A schema with the image and question columns (their types are taken from it).</param>
+    public MixedPrecisionVqTransformer(MLContext ml, IQuantizableModel model, IReadOnlyList<QuantizedLayerReport> layers,
+                                       DataViewSchema inputSchema, string imageColumn, string questionColumn)
+    {
+        _ml = ml ?? throw new ArgumentNullException(nameof(ml));
+        Model = model ?? throw new ArgumentNullException(nameof(model));
+        Layers = layers;
+        ImageColumn = imageColumn;
+        QuestionColumn = questionColumn;
+        ScoringSchema.Validate(inputSchema, imageColumn, questionColumn);
+        var definition = ScoringSchema.InputDefinition(inputSchema, imageColumn, questionColumn);
+        var empty = ml.Data.LoadFromEnumerable(Array.Empty<VqaScoringInput>(), definition);
+        _mapping = ml.Transforms.CustomMapping<VqaScoringInput, VqaScoringOutput>(Score, contractName: null,
+            inputSchemaDefinition: definition).Fit(empty);
+    }
+
+    /// <summary>The quantized model.</summary>
+    public IQuantizableModel Model { get; }
+    public IReadOnlyList<QuantizedLayerReport> Layers { get; }
+    public string ImageColumn { get; }
+    public string QuestionColumn { get; }
+
+    /// <summary>One row per quantized layer: shape, method, bits per weight (index + overhead), proxy error, time.</summary>
+    public DataFrame Report => QuantizedLayerReport.ToDataFrame(Layers);
+
+    /// <summary>All-in bits per weight over the quantized layers.</summary>
+    public double BitsPerWeight => QuantizedLayerReport.AverageBitsPerWeight(Layers);
+
+    public bool IsRowToRowMapper => true;
+
+    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema)
+    {
+        ScoringSchema.Validate(inputSchema, ImageColumn, QuestionColumn);
+        return _mapping.GetOutputSchema(inputSchema);
+    }
+
+    public IDataView Transform(IDataView input)
+    {
+        ScoringSchema.Validate(input.Schema, ImageColumn, QuestionColumn);
+        return _mapping.Transform(input);
+    }
+
+    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema)
+    {
+        ScoringSchema.Validate(inputSchema, ImageColumn, QuestionColumn);
+        return _mapping.GetRowToRowMapper(inputSchema);
+    }
+
+    void ICanSaveModel.Save(ModelSaveContext ctx) =>
+        throw new NotSupportedException("Saving a quantized pipeline is not supported yet.");
+
+    // Called per row from cursor getters, possibly on several threads: no_grad and scopes are thread-local,
+    // so they are opened here (architecture.md §6).
+    private void Score(VqaScoringInput input, VqaScoringOutput output)
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        using var batch = Model.Encode(new[] { new VqaInput(input.Image, input.Question) });
+        var p = Model.Predict(batch);
+        output.PredictedAnswer = p.Answers[0];
+        output.Score = p.Scores[0];
+    }
+}
