@@ -25,6 +25,13 @@ public static class Program
             c.AddCommand<QuantizeLayerCommand>("quantize-layer")
                 .WithDescription("Quantize one layer from NumPy files (W, H, optional G and b) and report bits and proxy error.")
                 .WithExample("quantize-layer", "--weight", "W.npy", "--hessian", "H.npy", "--method", "gptq", "--bits", "2", "--out", "Q.npy");
+            c.AddBranch("bench", b =>
+            {
+                b.SetDescription("Benchmarks that write bench/RESULTS.md.");
+                b.AddCommand<BenchAccuracyCommand>("accuracy")
+                    .WithDescription("Accuracy, agreement, KL and bits of RTN, GPTQ, GPTVQ and MSAVQ on the shipped model (test split).")
+                    .WithExample("bench", "accuracy", "--questions", "2000");
+            });
             c.SetExceptionHandler((ex, _) => CliErrors.Report(ex, console ?? AnsiConsole.Console, args));
         });
         return app.Run(args);

@@ -23,8 +23,11 @@ public static class Defaults
     public const int VectorDimension = 2;
     /// <summary>Weights sharing one codebook (GPTVQ's groupsize for d = 2).</summary>
     public const long WeightsPerCodebook = 2048;
-    /// <summary>Modality-affinity bins per layer: columns are grouped by a_j = V_jj / (V_jj + T_jj) (§8.3).</summary>
-    public const int ModalityBins = 4;
+    /// <summary>
+    /// Input columns per codebook tile, for GPTVQ and MSAVQ alike. With modality weighting, MSAVQ sorts columns by
+    /// affinity a_j = V_jj / (V_jj + T_jj) first, so each column group is an affinity bin (§8.3).
+    /// </summary>
+    public const int ColumnsPerGroup = 64;
     /// <summary>γ: exponent of the global (layer) salience in the combined score (§8.3).</summary>
     public const double GlobalExponent = 1.0;
     /// <summary>Tier step in index bits per weight (tiers b̄ − step, b̄, b̄ + step).</summary>
@@ -33,7 +36,7 @@ public static class Defaults
     /// <summary>β of the Newton shift W* = W − β·diag(b)⁻¹·G·A⁻¹ (§8.4 step 1).</summary>
     public const double Beta = 0.3;
     /// <summary>τ: the shift's A-norm is at most τ times that of a trial RTN error (a trust region; see LayerQuantizer).</summary>
-    public const double ShiftTrustRatio = 0.25;
+    public const double ShiftTrustRatio = 0.05;
     /// <summary>λ relative to mean(diag A) (§8.2).</summary>
     public const double RelativeDamping = 0.01;
     public const CodebookPrecision Precision = CodebookPrecision.Int8;

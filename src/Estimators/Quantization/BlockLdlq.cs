@@ -90,16 +90,20 @@ public static class BlockLdlq
         }
 
         if (T is not null)
+        {
+            var refined = new Tensor[books.Length];
             for (int r = 0; r < rg; r++)
                 for (int cg = 0; cg < cgN; cg++)
                 {
                     int g0 = cg * C;
                     var rows = TensorIndex.Slice(r * R, (r + 1) * R);
-                    var refined = CodewordSearch.Refine(books[r * cgN + cg], T[rows, TensorIndex.Slice(g0, g0 + C)],
+                    var book = CodewordSearch.Refine(books[r * cgN + cg], T[rows, TensorIndex.Slice(g0, g0 + C)],
                         indices[rows, TensorIndex.Slice(g0 / d, (g0 + C) / d)], D[(g0 / d)..((g0 + C) / d)],
                         b?[rows]);
-                    books[r * cgN + cg] = Codebook.Round(refined, o.Precision);
+                    refined[r * cgN + cg] = Codebook.Round(book, o.Precision);
                 }
+            books = CodewordSearch.KeepIfBetter(Wstar, H, b, layout, indices, books, refined);
+        }
 
         return new VectorQuantizedWeight
         {

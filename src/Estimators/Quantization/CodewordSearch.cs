@@ -57,4 +57,24 @@ internal static class CodewordSearch
         var ok = used.unsqueeze(1).logical_and(solved.isfinite());
         return where(ok, solved, codebook).MoveToOuterDisposeScope();
     }
+
+    /// <summary>
+    /// Keeps the refined codebooks only if they lower tr(E A Eᵀ diag b) against <paramref name="target"/>. The
+    /// refinement holds the sweep's targets fixed, but those targets moved with the feedback of the old codewords;
+    /// where the feedback amplified (ill-conditioned A, one wide column group) refining toward them can raise the
+    /// true error by orders of magnitude, so it is measured, not trusted.
+    /// </summary>
+    public static Tensor[] KeepIfBetter(Tensor target, Tensor a, Tensor? rowWeights, VqLayout layout, Tensor indices,
+                                        Tensor[] before, Tensor[] after)
+    {
+        double Error(Tensor[] books)
+        {
+            using var scope = NewDisposeScope();
+            var q = new VectorQuantizedWeight { Layout = layout, Indices = indices, Codebooks = books, Precision = CodebookPrecision.Float32 };
+            var e = (q.Dequantize() - target).to(ScalarType.Float64);
+            var rows = rowWeights is null ? e : e * rowWeights.to(ScalarType.Float64).unsqueeze(1);
+            return (rows.matmul(a.to(ScalarType.Float64)) * e).sum().item<double>();
+        }
+        return Error(after) < Error(before) ? after : before;
+    }
 }

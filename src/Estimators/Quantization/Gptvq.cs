@@ -74,15 +74,17 @@ public static class Gptvq
 
         if (targets is not null)
         {
+            var refined = new Tensor[books.Length];
             for (int r = 0; r < rg; r++)
                 for (int cg = 0; cg < cgN; cg++)
                 {
                     int g0 = cg * C;
                     var metrics = diag_embed(hw[g0..(g0 + C)].reshape(C / d, d));
-                    var refined = CodewordSearch.Refine(books[r * cgN + cg], targets[(r * R)..((r + 1) * R), g0..(g0 + C)],
+                    var book = CodewordSearch.Refine(books[r * cgN + cg], targets[(r * R)..((r + 1) * R), g0..(g0 + C)],
                         indices[(r * R)..((r + 1) * R), (g0 / d)..((g0 + C) / d)], metrics, null);
-                    books[r * cgN + cg] = Codebook.Round(refined, o.Precision).MoveToOuterDisposeScope();
+                    refined[r * cgN + cg] = Codebook.Round(book, o.Precision);
                 }
+            books = CodewordSearch.KeepIfBetter(weight, H, null, layout, indices, books, refined);
         }
 
         return new VectorQuantizedWeight

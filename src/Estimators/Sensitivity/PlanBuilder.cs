@@ -68,7 +68,7 @@ internal static class PlanBuilder
             {
                 var plans = shapes.Select(s =>
                 {
-                    var layout = VqLayout.ForGroupSize(s.M, s.N, d, ColumnsPerGroup(s.N, d, 256), share);
+                    var layout = VqLayout.ForGroupSize(s.M, s.N, d, ColumnsPerGroup(s.N, d, o.ColumnsPerGroup), share);
                     int tiles = layout.RowGroups(s.M) * layout.ColumnGroups(s.N);
                     var sizes = Enumerable.Repeat(1 << kBits, tiles).ToArray();
                     return new LayerPlan
@@ -88,10 +88,9 @@ internal static class PlanBuilder
                                            double weights, SensitivityEstimator.Options o)
     {
         int d = o.VectorDimension;
-        bool permute = o.ModalityWeighting && o.ModalityBins > 1;
         var layouts = shapes.Select(s =>
-            VqLayout.ForGroupSize(s.M, s.N, d, ColumnsPerGroup(s.N, d, Math.Max(d, s.N / Math.Max(1, o.ModalityBins))),
-                o.WeightsPerCodebook)).ToList();
+            VqLayout.ForGroupSize(s.M, s.N, d, ColumnsPerGroup(s.N, d, o.ColumnsPerGroup), o.WeightsPerCodebook)).ToList();
+        bool permute = o.ModalityWeighting && layouts.Any(l => l.ColumnsPerGroup < shapes[0].N);
         // Index-bit levels a codebook can have: log2(K)/d for integer log2(K).
         double step = Math.Max(o.TierStep, 1.0 / d);
         double[] Levels(double from, double to) => Enumerable.Range(1, (int)Math.Log2(MaxCodebookSize))

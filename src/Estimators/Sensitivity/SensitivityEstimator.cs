@@ -25,7 +25,8 @@ public sealed class SensitivityEstimator : IEstimator<SensitivityTransformer>
         public bool MixedPrecision { get; set; } = true;
         /// <summary>Ablation switch: false drops r_ℓ (image tokens weigh 1) and the modality-affinity bins.</summary>
         public bool ModalityWeighting { get; set; } = true;
-        public int ModalityBins { get; set; } = Defaults.ModalityBins;
+        /// <summary>Input columns per codebook tile (VQ methods); with modality weighting each group is an affinity bin.</summary>
+        public int ColumnsPerGroup { get; set; } = Defaults.ColumnsPerGroup;
         /// <summary>γ of the combined salience.</summary>
         public double GlobalExponent { get; set; } = Defaults.GlobalExponent;
         /// <summary>Distance between tiers in index bits per weight.</summary>

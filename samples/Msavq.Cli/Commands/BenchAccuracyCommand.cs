@@ -1,0 +1,170 @@
+using System.ComponentModel;
+using System.Globalization;
+using System.Text;
+using Microsoft.ML;
+using Msavq.Cli.Bench;
+using Msavq.MLNet;
+using Msavq.MLNet.Data;
+using Msavq.MLNet.Models;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace Msavq.Cli.Commands;
+
+/// <summary><c>msavq bench accuracy</c>: the accuracy table of RTN, GPTQ, GPTVQ and MSAVQ on the shipped model.</summary>
+public sealed class BenchAccuracyCommand(IAnsiConsole console) : Command<BenchAccuracyCommand.Settings>
+{
+    public sealed class Settings : CommandSettings
+    {
+        [CommandOption("--questions <N>"), Description("Test questions (the first N of the test split).")]
+        public int Questions { get; init; } = 2000;
+
+        [CommandOption("--calibration <N>"), Description("Calibration rows from the train split.")]
+        public int Calibration { get; init; } = 128;
+
+        [CommandOption("--budgets <LIST>"), Description("All-in bits/weight budgets, comma-separated.")]
+        public string Budgets { get; init; } = "2.0,2.25,3";
+
+        [CommandOption("--ablation-budget <BITS>"), Description("Budget of the MSAVQ ablations.")]
+        public double AblationBudget { get; init; } = 2.25;
+
+        [CommandOption("--vector-dim <D>"), Description("d for GPTVQ and MSAVQ.")]
+        public int VectorDimension { get; init; } = Defaults.VectorDimension;
+
+        [CommandOption("--only <NAMES>"), Description("Run only experiments whose name contains one of these (comma-separated).")]
+        public string? Only { get; init; }
+
+        [CommandOption("--split <SPLIT>"), Description("Evaluation split: test (the table) or validation (tuning).")]
+        public ShapesVqaSplit Split { get; init; } = ShapesVqaSplit.Test;
+
+        [CommandOption("--beta <B>"), Description("β of MSAVQ's gradient shift.")]
+        public double Beta { get; init; } = Defaults.Beta;
+
+        [CommandOption("--trust <TAU>"), Description("τ: trust region of the gradient shift (in units of a 2-bit RTN error).")]
+        public double Trust { get; init; } = Defaults.ShiftTrustRatio;
+
+        [CommandOption("--layers <DIR>"), Description("Folder for each experiment's per-layer report (CSV); 'none' to skip.")]
+        public string Layers { get; init; } = "none";
+
+        [CommandOption("--seed <N>"), Description("k-means seed.")]
+        public int Seed { get; init; } = Defaults.Seed;
+
+        [CommandOption("--results <PATH>"), Description("Markdown file whose accuracy section is replaced; 'none' to skip.")]
+        public string Results { get; init; } = "bench/RESULTS.md";
+
+        [CommandOption("--csv <PATH>"), Description("CSV with every measured number; 'none' to skip.")]
+        public string Csv { get; init; } = "bench/results/accuracy.csv";
+
+        [CommandOption("--threads <N>"), Description("Torch intra-op threads.")]
+        public int Threads { get; init; } = Environment.ProcessorCount;
+
+        [CommandOption("--verbose"), Description("Print stack traces on errors.")]
+        public bool Verbose { get; init; }
+
+        public double[] ParsedBudgets() => Budgets.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(b => double.Parse(b, CultureInfo.InvariantCulture)).ToArray();
+
+        public override ValidationResult Validate()
+        {
+            if (Questions < 1) return ValidationResult.Error("--questions must be >= 1");
+            if (Calibration < 1) return ValidationResult.Error("--calibration must be >= 1");
+            try { if (ParsedBudgets().Any(b => !(b > 0))) return ValidationResult.Error("--budgets must be positive numbers"); }
+            catch (FormatException) { return ValidationResult.Error($"--budgets: '{Budgets}' is not a comma-separated list of numbers"); }
+            return ValidationResult.Success();
+        }
+    }
+
+    public override int Execute(CommandContext context, Settings s, CancellationToken cancellation)
+    {
+        TorchSharp.torch.set_num_threads(s.Threads);
+        var ml = new MLContext(seed: s.Seed);
+        using var model = ShapesVlm.LoadPretrained();
+        var test = new ShapesVqaGenerator(ShapesVqa.SeedOf(s.Split)).Take(s.Questions).ToList();
+        var experiments = AccuracyExperiment.Standard(s.ParsedBudgets(), s.AblationBudget)
+            .Where(e => s.Only is null || s.Only.Split(',').Any(o => e.Name.Contains(o.Trim(), StringComparison.OrdinalIgnoreCase)))
+            .ToList();
+        if (s.Split == ShapesVqaSplit.Train) throw new ArgumentException("--split train would evaluate on the calibration split.");
+        var runner = new AccuracyRunner(ml, model, s.Calibration, test, s.VectorDimension, s.Seed)
+        {
+            Beta = s.Beta, TrustRatio = s.Trust, LayerReports = s.Layers == "none" ? null : s.Layers,
+        };
+        var results = new List<AccuracyResult>();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        console.Status().Start("starting", ctx =>
+        {
+            foreach (var r in runner.Run(experiments, msg => ctx.Status(Markup.Escape(msg))))
+            {
+                cancellation.ThrowIfCancellationRequested();
+                results.Add(r);
+                console.MarkupLine(Markup.Escape(Line(r)));
+            }
+        });
+        var fp = runner.FullPrecision;
+        string markdown = Markdown(s, fp, results, model, clock.Elapsed);
+        console.WriteLine(markdown);
+        if (s.Results != "none") ResultsFile.ReplaceSection(s.Results, "accuracy", markdown);
+        if (s.Csv != "none") AtomicFile.Write(s.Csv, Encoding.UTF8.GetBytes(Csv(fp, results)));
+        return 0;
+    }
+
+    private static string Line(AccuracyResult r) => r.Error is not null
+        ? $"{r.Experiment.Name} ≤{r.Experiment.Budget}: {r.Error}"
+        : $"{r.Experiment.Name} ≤{r.Experiment.Budget}: {r.BitsPerWeight:F3} b/w, acc {r.Accuracy:P1}, agree {r.Agreement:P1}, KL {r.MeanKl:F4}, NLL {r.AnswerNll:F4}, {r.Seconds:F0} s";
+
+    private static string F(double x, string format) => double.IsNaN(x) ? "—" : x.ToString(format, CultureInfo.InvariantCulture);
+
+    private static string Markdown(Settings s, VqaEvaluation fp, List<AccuracyResult> results, ShapesVlm model, TimeSpan elapsed)
+    {
+        var families = fp.FamilyAccuracy.Keys.Select(ShapesVqaGenerator.NameOf).ToList();
+        long weights = model.QuantizableLayers.Where(l => Defaults.Roles.Contains(l.Role))
+            .Sum(l => l.Module.in_features * l.Module.out_features);
+        var sb = new StringBuilder();
+        sb.AppendLine("## The accuracy table: ShapesVlm at 2–3 bits per weight");
+        sb.AppendLine();
+        sb.AppendLine($"Command: `dotnet run --project samples/Msavq.Cli -c Release -- bench accuracy` " +
+                      $"(`--split {s.Split.ToString().ToLowerInvariant()} --questions {s.Questions} --beta {s.Beta} --trust {s.Trust} --calibration {s.Calibration} --budgets {s.Budgets} --vector-dim {s.VectorDimension} --seed {s.Seed}`), " +
+                      $"{Environment.ProcessorCount} cores, {elapsed.TotalMinutes:F0} min in all.");
+        sb.AppendLine($"Quantized: the {model.QuantizableLayers.Count(l => Defaults.Roles.Contains(l.Role))} language-model linears " +
+                      $"({weights:N0} weights; vision tower, projector, embeddings and lm_head stay full precision, algorithm.md §8.1). " +
+                      $"Calibration: the first {s.Calibration} train rows; evaluation: the first {s.Questions} {s.Split.ToString().ToLowerInvariant()} questions. " +
+                      "Budgets are all-in (indices + codebooks + scales + permutations). KL is the mean KL(FP ‖ quantized) of the " +
+                      "first-answer-token distribution; agreement is the share of questions where the answers match the FP model's.");
+        sb.AppendLine();
+        sb.Append("| method | budget | bits/weight | KiB | accuracy | agreement | KL | NLL | time (s) |");
+        foreach (var f in families) sb.Append($" {f} |");
+        sb.AppendLine();
+        sb.Append("|---|---|---|---|---|---|---|---|---|");
+        foreach (var _ in families) sb.Append("---|");
+        sb.AppendLine();
+        sb.Append($"| FP32 | — | 32 | {weights * 4 / 1024.0:N0} | {fp.Accuracy:P1} | 100% | 0 | {fp.AnswerNll:F4} | — |");
+        foreach (var f in fp.FamilyAccuracy) sb.Append($" {f.Value:P1} |");
+        sb.AppendLine();
+        foreach (var r in results)
+        {
+            if (r.Error is not null)
+            {
+                sb.Append($"| {r.Experiment.Name} | ≤ {r.Experiment.Budget:0.##} | cannot meet the budget: {r.Error.Split(':').Last().Trim().TrimEnd('.')} | | | | | | |");
+                foreach (var _ in families) sb.Append(" |");
+                sb.AppendLine();
+                continue;
+            }
+            sb.Append($"| {r.Experiment.Name} | ≤ {r.Experiment.Budget:0.##} | {F(r.BitsPerWeight, "F3")} | {F(r.QuantizedKiB, "N0")} | " +
+                      $"{r.Accuracy:P1} | {r.Agreement:P1} | {F(r.MeanKl, "F4")} | {F(r.AnswerNll, "F4")} | {F(r.Seconds, "F0")} |");
+            foreach (var f in families) sb.Append($" {(r.FamilyAccuracy.TryGetValue(f, out var a) ? a.ToString("P1", CultureInfo.InvariantCulture) : "—")} |");
+            sb.AppendLine();
+        }
+        return sb.ToString();
+    }
+
+    private static string Csv(VqaEvaluation fp, List<AccuracyResult> results)
+    {
+        var families = fp.FamilyAccuracy.Keys.Select(ShapesVqaGenerator.NameOf).ToList();
+        var sb = new StringBuilder("method,budget,bits_per_weight,kib,accuracy,agreement,mean_kl,answer_nll,seconds," + string.Join(",", families) + "\n");
+        string N(double x) => x.ToString("R", CultureInfo.InvariantCulture);
+        sb.AppendLine($"FP32,,32,,{N(fp.Accuracy)},1,0,{N(fp.AnswerNll)},," + string.Join(",", fp.FamilyAccuracy.Values.Select(N)));
+        foreach (var r in results)
+            sb.AppendLine($"\"{r.Experiment.Name}\",{N(r.Experiment.Budget)},{N(r.BitsPerWeight)},{N(r.QuantizedKiB)},{N(r.Accuracy)},{N(r.Agreement)}," +
+                          $"{N(r.MeanKl)},{N(r.AnswerNll)},{N(r.Seconds)}," + string.Join(",", families.Select(f => r.FamilyAccuracy.TryGetValue(f, out var a) ? N(a) : "")));
+        return sb.ToString();
+    }
+}
