@@ -22,6 +22,9 @@ public static class Program
             c.AddCommand<EvalCommand>("eval")
                 .WithDescription("Accuracy per question family on the Shapes-VQA test split (default: the shipped model).")
                 .WithExample("eval", "--questions", "2000");
+            c.AddCommand<QuantizeCommand>("quantize")
+                .WithDescription("Quantize the model (default: the shipped ShapesVlm) and print a before/after table.")
+                .WithExample("quantize", "--method", "msavq", "--budget", "2.25");
             c.AddCommand<QuantizeLayerCommand>("quantize-layer")
                 .WithDescription("Quantize one layer from NumPy files (W, H, optional G and b) and report bits and proxy error.")
                 .WithExample("quantize-layer", "--weight", "W.npy", "--hessian", "H.npy", "--method", "gptq", "--bits", "2", "--out", "Q.npy");

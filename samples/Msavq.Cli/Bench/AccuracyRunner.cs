@@ -18,6 +18,8 @@ public sealed class AccuracyRunner(MLContext ml, ShapesVlm model, int calibratio
     public VqaEvaluation FullPrecision { get; private set; } = null!;
     public double Beta { get; init; } = Defaults.Beta;
     public double TrustRatio { get; init; } = Defaults.ShiftTrustRatio;
+    public long WeightsPerCodebook { get; init; } = Defaults.WeightsPerCodebook;
+    public int ColumnsPerGroup { get; init; } = Defaults.ColumnsPerGroup;
     /// <summary>Folder for each experiment's per-layer report as CSV, or null.</summary>
     public string? LayerReports { get; init; }
 
@@ -41,6 +43,7 @@ public sealed class AccuracyRunner(MLContext ml, ShapesVlm model, int calibratio
                 {
                     TargetBitsPerWeight = e.Budget, Method = e.Method, VectorDimension = vectorDimension,
                     MixedPrecision = e.MixedPrecision, ModalityWeighting = e.ModalityWeighting,
+                    WeightsPerCodebook = WeightsPerCodebook, ColumnsPerGroup = ColumnsPerGroup,
                 }).Fit(carried);
                 q = ml.Msavq().QuantizeMixedPrecisionVq(new MixedPrecisionVqEstimator.Options
                 {

@@ -1,0 +1,135 @@
+using System.ComponentModel;
+using System.Globalization;
+using Microsoft.Data.Analysis;
+using Microsoft.ML;
+using Msavq.MLNet;
+using Msavq.MLNet.Calibration;
+using Msavq.MLNet.Data;
+using Msavq.MLNet.Models;
+using Msavq.MLNet.Sensitivity;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace Msavq.Cli.Commands;
+
+/// <summary>
+/// <c>msavq quantize</c>: the main job. Calibrates the model on train rows, quantizes it through the estimator chain,
+/// and prints a before/after table on test questions (accuracy, agreement, KL, bits per weight, size).
+/// </summary>
+public sealed class QuantizeCommand(IAnsiConsole console) : Command<QuantizeCommand.Settings>
+{
+    public sealed class Settings : CommandSettings
+    {
+        [CommandOption("--model <CKPT>"), Description("A ShapesVlm checkpoint; default: the one shipped in the library.")]
+        public string? Model { get; init; }
+
+        [CommandOption("--method <METHOD>"), Description("Rtn, Gptq, Gptvq or Msavq.")]
+        public QuantizationMethod Method { get; init; } = Defaults.Method;
+
+        [CommandOption("--budget <BITS>"), Description("All-in average bits per weight over the quantized layers.")]
+        public double Budget { get; init; } = Defaults.TargetBitsPerWeight;
+
+        [CommandOption("--vector-dim <D>"), Description("d for the VQ methods (1, 2, 4 or 8).")]
+        public int VectorDimension { get; init; } = Defaults.VectorDimension;
+
+        [CommandOption("--calibration <N>"), Description("Calibration rows from the train split.")]
+        public int Calibration { get; init; } = 128;
+
+        [CommandOption("--questions <N>"), Description("Test questions for the before/after table.")]
+        public int Questions { get; init; } = 1000;
+
+        [CommandOption("--mode <MODE>"), Description("Sequential (statistics re-collected block by block) or OneShot.")]
+        public CalibrationMode Mode { get; init; } = Defaults.Mode;
+
+        [CommandOption("--report <CSV>"), Description("Write the per-layer report (bits, proxy error, time) to this CSV.")]
+        public string? Report { get; init; }
+
+        [CommandOption("--seed <N>"), Description("k-means seed.")]
+        public int Seed { get; init; } = Defaults.Seed;
+
+        [CommandOption("--threads <N>"), Description("Torch intra-op threads.")]
+        public int Threads { get; init; } = Environment.ProcessorCount;
+
+        [CommandOption("--verbose"), Description("Print stack traces on errors.")]
+        public bool Verbose { get; init; }
+
+        public override ValidationResult Validate() =>
+            !(Budget > 0) || double.IsInfinity(Budget) ? ValidationResult.Error("--budget must be a positive number")
+            : VectorDimension is not (1 or 2 or 4 or 8) ? ValidationResult.Error("--vector-dim must be 1, 2, 4 or 8")
+            : Calibration < 1 ? ValidationResult.Error("--calibration must be >= 1")
+            : Questions < 1 ? ValidationResult.Error("--questions must be >= 1")
+            : ValidationResult.Success();
+    }
+
+    public override int Execute(CommandContext context, Settings s, CancellationToken cancellation)
+    {
+        if (s.Model is not null && !File.Exists(s.Model)) throw new FileNotFoundException($"Model file not found: {s.Model}");
+        TorchSharp.torch.set_num_threads(s.Threads);
+        var ml = new MLContext(seed: s.Seed);
+        using var model = s.Model is null ? ShapesVlm.LoadPretrained() : ShapesVlmCheckpoint.Load(s.Model);
+        var calib = ShapesVqa.Generate(ml, ShapesVqaSplit.Train, s.Calibration);
+        var test = new ShapesVqaGenerator(ShapesVqa.SeedOf(ShapesVqaSplit.Test)).Take(s.Questions).ToList();
+
+        MixedPrecisionVqTransformer quantized = null!;
+        VqaEvaluation before = null!, after = null!;
+        console.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
+            .Start(ctx =>
+            {
+                var calTask = ctx.AddTask("calibrate", maxValue: 1);
+                var quantTask = ctx.AddTask("quantize", maxValue: 1);
+                var progress = new ImmediateProgress(p =>
+                {
+                    cancellation.ThrowIfCancellationRequested();
+                    var task = p.Stage == "quantize" ? quantTask : calTask;
+                    task.MaxValue = p.Count;
+                    task.Value = p.Stage == "quantize" ? p.Index - 1 : p.Index;
+                    task.Description = p.Layer is null ? p.Stage : $"quantize {Markup.Escape(p.Layer)}";
+                });
+                var chain = ml.Msavq().CollectCalibration(new CalibrationCollector.Options { Model = model, Mode = s.Mode, Progress = progress })
+                    .Append(ml.Msavq().EstimateSensitivity(new SensitivityEstimator.Options
+                    {
+                        TargetBitsPerWeight = s.Budget, Method = s.Method, VectorDimension = s.VectorDimension,
+                    }))
+                    .Append(ml.Msavq().QuantizeMixedPrecisionVq(new MixedPrecisionVqEstimator.Options { Seed = s.Seed, Progress = progress }));
+                quantized = chain.Fit(calib).LastTransformer;
+                calTask.Value = calTask.MaxValue;
+                quantTask.Value = quantTask.MaxValue;
+                quantTask.Description = "quantize";
+                var evalTask = ctx.AddTask("evaluate", maxValue: 2 * test.Count);
+                before = VqaEvaluator.Evaluate(model, test, progress: new ImmediateProgress<int>(n => evalTask.Value = n));
+                after = VqaEvaluator.Evaluate(quantized.Model, test, progress: new ImmediateProgress<int>(n => evalTask.Value = test.Count + n));
+            });
+
+        double weights = quantized.Layers.Sum(l => (double)l.Weights);
+        var table = new Table().Title($"{s.Method} at ≤ {s.Budget.ToString(CultureInfo.InvariantCulture)} bits/weight on {test.Count} test questions")
+            .AddColumn("").AddColumn(new TableColumn("full precision").RightAligned()).AddColumn(new TableColumn("quantized").RightAligned());
+        table.AddRow("accuracy", $"{before.Accuracy:P1}", $"{after.Accuracy:P1}");
+        table.AddRow("agreement with FP", "100%", $"{after.AgreementWith(before):P1}");
+        table.AddRow("KL(FP ‖ quantized)", "0", $"{after.MeanKlFrom(before):F4}");
+        table.AddRow("answer NLL", $"{before.AnswerNll:F4}", $"{after.AnswerNll:F4}");
+        table.AddRow("bits per weight (all-in)", "32", $"{quantized.BitsPerWeight:F3}");
+        table.AddRow($"size of the {quantized.Layers.Count} quantized layers", $"{weights * 4 / 1024:N0} KiB",
+            $"{quantized.Layers.Sum(l => l.BitsPerWeight * l.Weights) / 8 / 1024:N0} KiB");
+        console.Write(table);
+        if (s.Report is not null)
+        {
+            string tmp = s.Report + ".tmp";
+            DataFrame.SaveCsv(quantized.Report, tmp);
+            File.Move(tmp, s.Report, overwrite: true);
+            console.MarkupLine($"per-layer report: {Markup.Escape(s.Report)}");
+        }
+        return 0;
+    }
+
+    /// <summary>Reports on the calling thread (Progress&lt;T&gt; would post to the thread pool and lag).</summary>
+    private sealed class ImmediateProgress(Action<QuantizationProgress> report) : IProgress<QuantizationProgress>
+    {
+        public void Report(QuantizationProgress value) => report(value);
+    }
+}
+
+/// <summary>An <see cref="IProgress{T}"/> that reports synchronously.</summary>
+public sealed class ImmediateProgress<T>(Action<T> report) : IProgress<T>
+{
+    public void Report(T value) => report(value);
+}
