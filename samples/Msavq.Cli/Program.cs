@@ -25,6 +25,9 @@ public static class Program
             c.AddCommand<QuantizeCommand>("quantize")
                 .WithDescription("Quantize the model (default: the shipped ShapesVlm) and print a before/after table.")
                 .WithExample("quantize", "--method", "msavq", "--budget", "2.25");
+            c.AddCommand<ReportCommand>("report")
+                .WithDescription("Quantize with every method at one budget; write CSV, PNG plots and index.html to a folder.")
+                .WithExample("report", "--out", "report", "--budget", "2.25");
             c.AddCommand<QuantizeLayerCommand>("quantize-layer")
                 .WithDescription("Quantize one layer from NumPy files (W, H, optional G and b) and report bits and proxy error.")
                 .WithExample("quantize-layer", "--weight", "W.npy", "--hessian", "H.npy", "--method", "gptq", "--bits", "2", "--out", "Q.npy");

@@ -27,12 +27,19 @@ public static class Defaults
     /// Input columns per codebook tile, for GPTVQ and MSAVQ alike. With modality weighting, MSAVQ sorts columns by
     /// affinity a_j = V_jj / (V_jj + T_jj) first, so each column group is an affinity bin (§8.3).
     /// </summary>
-    public const int ColumnsPerGroup = 64;
+    public const int ColumnsPerGroup = 32;
+    /// <summary>MSAVQ normalizes each output row by an fp16 scale before VQ (16 bits per row, counted in the budget).</summary>
+    public const bool RowScales = false;
     /// <summary>γ: exponent of the global (layer) salience in the combined score (§8.3).</summary>
     public const double GlobalExponent = 1.0;
     /// <summary>Tier step in index bits per weight (tiers b̄ − step, b̄, b̄ + step).</summary>
     public const double TierStep = 0.5;
 
+    /// <summary>
+    /// Whether MSAVQ quantizes the gradient-shifted W* (§8.4 step 1). Off by default: on the shipped model the shift
+    /// raised the KL to the FP model for every β and trust ratio tried on the validation split (bench/RESULTS.md).
+    /// </summary>
+    public const bool GradientShift = false;
     /// <summary>β of the Newton shift W* = W − β·diag(b)⁻¹·G·A⁻¹ (§8.4 step 1).</summary>
     public const double Beta = 0.3;
     /// <summary>τ: the shift's A-norm is at most τ times that of a trial RTN error (a trust region; see LayerQuantizer).</summary>

@@ -100,15 +100,25 @@ internal static class LayerQuantizer
             double scale = GradientShift.TrustScale(step, trial.Dequantize() - wp, a, o.Beta, o.ShiftTrustRatio);
             target = wp - step * scale;
         }
+        Tensor? rowScale = null;
+        if (plan.RowScales)
+        {
+            // Rows normalized to unit RMS (fp16 scales, as stored); b·s² keeps the objective tr(E A Eᵀ diag b) unchanged.
+            rowScale = target.pow(2).mean(new long[] { 1 }).sqrt().clamp_min(1e-8).to(ScalarType.Float16).to(target.dtype);
+            target = target / rowScale.unsqueeze(1);
+            b = b * rowScale.to(ScalarType.Float64).pow(2);
+        }
         using var q = BlockLdlq.Quantize(target, a, b, new BlockLdlqOptions
         {
             Layout = plan.Layout, TileCodebookSizes = plan.TileCodebookSizes, RelativeDamping = o.RelativeDamping,
             KMeans = kmeans, Precision = whole.Precision, RefineCodebooks = o.RefineCodebooks,
         });
         var wHat = q.Dequantize();
+        if (rowScale is not null) wHat = wHat * rowScale.unsqueeze(1);
         if (idx is not null) wHat = wHat.index_select(1, idx.argsort());
         var cost = q.Cost();
         if (plan.ColumnOrder is not null) cost = cost with { PermutationBits = BitCost.PermutationCost(plan.Columns) };
+        if (rowScale is not null) cost = cost with { ScaleBits = 16.0 * plan.Rows };
         return (wHat, cost, q.Codebooks.Length);
     }
 }

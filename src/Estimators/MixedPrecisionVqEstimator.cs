@@ -20,8 +20,8 @@ public sealed class MixedPrecisionVqEstimator : IEstimator<MixedPrecisionVqTrans
         public double Beta { get; set; } = Defaults.Beta;
         /// <summary>τ: the shift moves W at most τ times a 2-bit RTN error, measured in the A-metric.</summary>
         public double ShiftTrustRatio { get; set; } = Defaults.ShiftTrustRatio;
-        /// <summary>Ablation switch: false quantizes W itself instead of the gradient-shifted W*.</summary>
-        public bool GradientShift { get; set; } = true;
+        /// <summary>Quantize the gradient-shifted W* instead of W (§8.4 step 1); see <see cref="Defaults.GradientShift"/>.</summary>
+        public bool GradientShift { get; set; } = Defaults.GradientShift;
         /// <summary>Closed-form codebook update with assignments fixed (§8.4 step 9).</summary>
         public bool RefineCodebooks { get; set; } = true;
         public double RelativeDamping { get; set; } = Defaults.RelativeDamping;

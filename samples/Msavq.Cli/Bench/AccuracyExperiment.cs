@@ -4,7 +4,7 @@ namespace Msavq.Cli.Bench;
 
 /// <summary>One row of the accuracy table: a method at a budget, with its ablation switches.</summary>
 public sealed record AccuracyExperiment(string Name, QuantizationMethod Method, double Budget, bool MixedPrecision = true,
-                                        bool GradientShift = true, bool ModalityWeighting = true)
+                                        bool GradientShift = Defaults.GradientShift, bool ModalityWeighting = true)
 {
     /// <summary>The table of issue 4: four methods at three budgets, and MSAVQ's ablations at the middle budget.</summary>
     public static IReadOnlyList<AccuracyExperiment> Standard(IReadOnlyList<double> budgets, double ablationBudget)
@@ -14,7 +14,8 @@ public sealed record AccuracyExperiment(string Name, QuantizationMethod Method, 
             foreach (var m in new[] { QuantizationMethod.Rtn, QuantizationMethod.Gptq, QuantizationMethod.Gptvq, QuantizationMethod.Msavq })
                 list.Add(new AccuracyExperiment(m.ToString().ToUpperInvariant(), m, b));
         list.Add(new AccuracyExperiment("MSAVQ − mixed precision", QuantizationMethod.Msavq, ablationBudget, MixedPrecision: false));
-        list.Add(new AccuracyExperiment("MSAVQ − gradient term", QuantizationMethod.Msavq, ablationBudget, GradientShift: false));
+        list.Add(new AccuracyExperiment(Defaults.GradientShift ? "MSAVQ − gradient term" : "MSAVQ + gradient term",
+            QuantizationMethod.Msavq, ablationBudget, GradientShift: !Defaults.GradientShift));
         list.Add(new AccuracyExperiment("MSAVQ − modality weighting", QuantizationMethod.Msavq, ablationBudget, ModalityWeighting: false));
         return list;
     }

@@ -20,6 +20,7 @@ public sealed class AccuracyRunner(MLContext ml, ShapesVlm model, int calibratio
     public double TrustRatio { get; init; } = Defaults.ShiftTrustRatio;
     public long WeightsPerCodebook { get; init; } = Defaults.WeightsPerCodebook;
     public int ColumnsPerGroup { get; init; } = Defaults.ColumnsPerGroup;
+    public bool RowScales { get; init; } = Defaults.RowScales;
     /// <summary>Folder for each experiment's per-layer report as CSV, or null.</summary>
     public string? LayerReports { get; init; }
 
@@ -43,7 +44,7 @@ public sealed class AccuracyRunner(MLContext ml, ShapesVlm model, int calibratio
                 {
                     TargetBitsPerWeight = e.Budget, Method = e.Method, VectorDimension = vectorDimension,
                     MixedPrecision = e.MixedPrecision, ModalityWeighting = e.ModalityWeighting,
-                    WeightsPerCodebook = WeightsPerCodebook, ColumnsPerGroup = ColumnsPerGroup,
+                    WeightsPerCodebook = WeightsPerCodebook, ColumnsPerGroup = ColumnsPerGroup, RowScales = RowScales,
                 }).Fit(carried);
                 q = ml.Msavq().QuantizeMixedPrecisionVq(new MixedPrecisionVqEstimator.Options
                 {

@@ -49,6 +49,9 @@ public sealed class BenchAccuracyCommand(IAnsiConsole console) : Command<BenchAc
         [CommandOption("--columns-per-group <N>"), Description("GPTVQ and MSAVQ: input columns per codebook tile.")]
         public int ColumnsPerGroup { get; init; } = Defaults.ColumnsPerGroup;
 
+        [CommandOption("--row-scales"), Description("MSAVQ: one fp16 scale per output row (counted in the budget).")]
+        public bool? RowScales { get; init; }
+
         [CommandOption("--layers <DIR>"), Description("Folder for each experiment's per-layer report (CSV); 'none' to skip.")]
         public string Layers { get; init; } = "none";
 
@@ -92,7 +95,8 @@ public sealed class BenchAccuracyCommand(IAnsiConsole console) : Command<BenchAc
         if (s.Split == ShapesVqaSplit.Train) throw new ArgumentException("--split train would evaluate on the calibration split.");
         var runner = new AccuracyRunner(ml, model, s.Calibration, test, s.VectorDimension, s.Seed)
         {
-            Beta = s.Beta, TrustRatio = s.Trust, WeightsPerCodebook = s.WeightsPerCodebook, ColumnsPerGroup = s.ColumnsPerGroup, LayerReports = s.Layers == "none" ? null : s.Layers,
+            Beta = s.Beta, TrustRatio = s.Trust, WeightsPerCodebook = s.WeightsPerCodebook, ColumnsPerGroup = s.ColumnsPerGroup,
+            RowScales = s.RowScales ?? Defaults.RowScales, LayerReports = s.Layers == "none" ? null : s.Layers,
         };
         var results = new List<AccuracyResult>();
         var clock = System.Diagnostics.Stopwatch.StartNew();
@@ -128,7 +132,7 @@ public sealed class BenchAccuracyCommand(IAnsiConsole console) : Command<BenchAc
         sb.AppendLine("## The accuracy table: ShapesVlm at 2–3 bits per weight");
         sb.AppendLine();
         sb.AppendLine($"Command: `dotnet run --project samples/Msavq.Cli -c Release -- bench accuracy` " +
-                      $"(`--split {s.Split.ToString().ToLowerInvariant()} --questions {s.Questions} --beta {s.Beta} --trust {s.Trust} --weights-per-codebook {s.WeightsPerCodebook} --columns-per-group {s.ColumnsPerGroup} --calibration {s.Calibration} --budgets {s.Budgets} --vector-dim {s.VectorDimension} --seed {s.Seed}`), " +
+                      $"(`--split {s.Split.ToString().ToLowerInvariant()} --questions {s.Questions} --beta {s.Beta} --trust {s.Trust} --weights-per-codebook {s.WeightsPerCodebook} --columns-per-group {s.ColumnsPerGroup}{((s.RowScales ?? Defaults.RowScales) ? " --row-scales" : "")} --calibration {s.Calibration} --budgets {s.Budgets} --vector-dim {s.VectorDimension} --seed {s.Seed}`), " +
                       $"{Environment.ProcessorCount} cores, {elapsed.TotalMinutes:F0} min in all.");
         sb.AppendLine($"Quantized: the {model.QuantizableLayers.Count(l => Defaults.Roles.Contains(l.Role))} language-model linears " +
                       $"({weights:N0} weights; vision tower, projector, embeddings and lm_head stay full precision, algorithm.md §8.1). " +

@@ -24,6 +24,8 @@ public sealed record LayerPlan
     public double[]? TileSalience { get; init; }
     /// <summary>Input-column order the quantizer works in (modality-affinity bins); null = natural order.</summary>
     public long[]? ColumnOrder { get; init; }
+    /// <summary>One fp16 scale per output row: rows are normalized before VQ so rows of different norm share codebooks well.</summary>
+    public bool RowScales { get; init; }
     /// <summary>r_ℓ: the weight of image tokens in this layer's A, b and G (1 = unweighted).</summary>
     public double VisionWeight { get; init; } = 1;
     /// <summary>Planned all-in cost.</summary>

@@ -96,7 +96,7 @@ internal static class PlanBuilder
         double[] Levels(double from, double to) => Enumerable.Range(1, (int)Math.Log2(MaxCodebookSize))
             .Select(kb => (double)kb / d).Where(t => t >= from - 1e-9 && t <= to + 1e-9).ToArray();
         double TileCost(int l, double t) => TileBits(shapes[l].M, shapes[l].N, layouts[l], t, o.Precision);
-        double PermBits(int l) => permute ? BitCost.PermutationCost(shapes[l].N) : 0;
+        double PermBits(int l) => (permute ? BitCost.PermutationCost(shapes[l].N) : 0) + (o.RowScales ? 16.0 * shapes[l].M : 0);
         int Tiles(int l) => layouts[l].RowGroups(shapes[l].M) * layouts[l].ColumnGroups(shapes[l].N);
 
         // b̄: the largest uniform level that fits; tiers around it.
@@ -153,8 +153,11 @@ internal static class PlanBuilder
             plans.Add(new LayerPlan
             {
                 Layer = s.Name, Rows = s.M, Columns = s.N, Method = o.Method, Layout = layouts[l], TileCodebookSizes = sizes,
-                TileSalience = score[l], ColumnOrder = orders[l], VisionWeight = visionWeights[l],
-                Cost = VqCost(s.M, s.N, layouts[l], sizes, o.Precision, orders[l] is not null),
+                TileSalience = score[l], ColumnOrder = orders[l], VisionWeight = visionWeights[l], RowScales = o.RowScales,
+                Cost = VqCost(s.M, s.N, layouts[l], sizes, o.Precision, orders[l] is not null) with
+                {
+                    ScaleBits = o.RowScales ? 16.0 * s.M : 0,
+                },
             });
         }
         return plans;

@@ -27,6 +27,8 @@ public sealed class SensitivityEstimator : IEstimator<SensitivityTransformer>
         public bool ModalityWeighting { get; set; } = true;
         /// <summary>Input columns per codebook tile (VQ methods); with modality weighting each group is an affinity bin.</summary>
         public int ColumnsPerGroup { get; set; } = Defaults.ColumnsPerGroup;
+        /// <summary>MSAVQ: one fp16 scale per output row (16 bits per row, counted in the budget).</summary>
+        public bool RowScales { get; set; } = Defaults.RowScales;
         /// <summary>γ of the combined salience.</summary>
         public double GlobalExponent { get; set; } = Defaults.GlobalExponent;
         /// <summary>Distance between tiers in index bits per weight.</summary>

@@ -20,6 +20,7 @@ public sealed class CommandLineTests
     [DataRow("eval")]
     [DataRow("quantize")]
     [DataRow("quantize-layer")]
+    [DataRow("report")]
     [DataRow("bench", "accuracy")]
     public void Help_DescribesTheOptions(params string[] command)
     {

@@ -107,6 +107,26 @@ public sealed class ChainBehaviourTests
     }
 
     [TestMethod]
+    public void GradientShift_ChangesTheResult_WhenSwitchedOn()
+    {
+        var ml = new MLContext(0);
+        float[] W(bool shift) => TinyChain.Fit(ml, QuantizationMethod.Msavq, 2.75, TinyVlm.Create(5), CalibrationMode.OneShot,
+                quantize: o => { o.GradientShift = shift; o.ShiftTrustRatio = 0.5; })
+            .LastTransformer.Model.QuantizableLayers.First(l => l.Role == LayerRole.Language).Module.weight.data<float>().ToArray();
+        Assert.IsFalse(W(true).AsSpan().SequenceEqual(W(false)));
+    }
+
+    [TestMethod]
+    public void TrustScale_CapsTheStepAtTauTimesTheReferenceError()
+    {
+        var g = TorchSharp.torch.manual_seed(3);
+        var a = TorchSharp.torch.eye(8, dtype: TorchSharp.torch.ScalarType.Float64) * 2;
+        var e = TorchSharp.torch.randn(4, 8, dtype: TorchSharp.torch.ScalarType.Float64);
+        Assert.AreEqual(0.05 / 10, Quantization.GradientShift.TrustScale(e * 10, e, a, beta: 0.3, trustRatio: 0.05), 1e-12);
+        Assert.AreEqual(0.3, Quantization.GradientShift.TrustScale(e * 0.01, e, a, beta: 0.3, trustRatio: 0.05), 1e-12);
+    }
+
+    [TestMethod]
     public void BitAllocator_SpendsOnSalientGroups_WithinBudget()
     {
         double[] tiers = { 1.5, 2, 2.5 };
