@@ -113,9 +113,9 @@ public sealed class QuantizeCommand(IAnsiConsole console) : Command<QuantizeComm
         console.Write(table);
         if (s.Report is not null)
         {
-            string tmp = s.Report + ".tmp";
-            DataFrame.SaveCsv(quantized.Report, tmp);
-            File.Move(tmp, s.Report, overwrite: true);
+            using var buffer = new MemoryStream();
+            DataFrame.SaveCsv(quantized.Report, buffer);
+            AtomicFile.Write(s.Report, buffer.ToArray());
             console.MarkupLine($"per-layer report: {Markup.Escape(s.Report)}");
         }
         return 0;

@@ -126,16 +126,16 @@ public sealed class ReportCommand(IAnsiConsole console) : Command<ReportCommand.
         }
         else skipped.Add($"No accuracy plots: {s.Accuracy} not found (run 'msavq bench accuracy').");
 
-        File.WriteAllText(Path.Combine(s.Out, "index.html"), Html(s, reports, images, skipped));
+        AtomicFile.Write(Path.Combine(s.Out, "index.html"), Encoding.UTF8.GetBytes(Html(s, reports, images, skipped)));
         console.MarkupLine($"report: {Markup.Escape(Path.GetFullPath(Path.Combine(s.Out, "index.html")))}");
         return 0;
     }
 
     private static void SaveCsv(DataFrame frame, string path)
     {
-        string tmp = path + ".tmp";
-        DataFrame.SaveCsv(frame, tmp);
-        File.Move(tmp, path, overwrite: true);
+        using var buffer = new MemoryStream();
+        DataFrame.SaveCsv(frame, buffer);
+        AtomicFile.Write(path, buffer.ToArray());
     }
 
     /// <summary>Index bits per (layer, column group), averaged over row groups; NaN where a layer has fewer groups.</summary>

@@ -7,6 +7,13 @@ public static class ReportPlots
 {
     private static readonly string[] MethodOrder = { "RTN", "GPTQ", "GPTVQ", "MSAVQ" };
 
+    /// <summary>PNG written atomically (temp file + rename), so Ctrl+C never leaves half a picture.</summary>
+    private static void Save(Plot plt, string path, int width, int height)
+    {
+        using var image = plt.GetImage(width, height);
+        Msavq.MLNet.AtomicFile.Write(path, image.GetImageBytes(ImageFormat.Png, 100));
+    }
+
     /// <summary>Methods in one fixed order, so each gets the same colour in every plot.</summary>
     private static IEnumerable<KeyValuePair<string, T>> Ordered<T>(IReadOnlyDictionary<string, T> byMethod) =>
         byMethod.OrderBy(kv => Array.IndexOf(MethodOrder, kv.Key.ToUpperInvariant()) is var i and >= 0 ? i : MethodOrder.Length)
@@ -26,7 +33,7 @@ public static class ReportPlots
         plt.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
             Enumerable.Range(0, layers.Count).Select(i => (double)i).ToArray(), layers.ToArray());
         plt.Axes.Left.TickLabelStyle.FontSize = 9;
-        plt.SavePng(path, 1100, 120 + 22 * layers.Count);
+        Save(plt, path, 1100, 120 + 22 * layers.Count);
     }
 
     /// <summary>Relative proxy error per layer (log scale) for each method.</summary>
@@ -48,7 +55,7 @@ public static class ReportPlots
         plt.Axes.Bottom.TickLabelStyle.Alignment = Alignment.MiddleLeft;
         plt.Axes.Bottom.TickLabelStyle.FontSize = 9;
         plt.Axes.Bottom.MinimumSize = 170;
-        plt.SavePng(path, 1100, 650);
+        Save(plt, path, 1100, 650);
     }
 
     /// <summary>A metric against all-in bits per weight, one line per method.</summary>
@@ -74,6 +81,6 @@ public static class ReportPlots
         plt.Title(title);
         plt.XLabel("bits per weight, all-in");
         plt.YLabel(logY ? $"log10 {yLabel}" : yLabel);
-        plt.SavePng(path, 800, 500);
+        Save(plt, path, 800, 500);
     }
 }

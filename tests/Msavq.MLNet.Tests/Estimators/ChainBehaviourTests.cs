@@ -119,11 +119,11 @@ public sealed class ChainBehaviourTests
     [TestMethod]
     public void TrustScale_CapsTheStepAtTauTimesTheReferenceError()
     {
-        var g = TorchSharp.torch.manual_seed(3);
+        TorchSharp.torch.manual_seed(3);
         var a = TorchSharp.torch.eye(8, dtype: TorchSharp.torch.ScalarType.Float64) * 2;
         var e = TorchSharp.torch.randn(4, 8, dtype: TorchSharp.torch.ScalarType.Float64);
-        Assert.AreEqual(0.05 / 10, Quantization.GradientShift.TrustScale(e * 10, e, a, beta: 0.3, trustRatio: 0.05), 1e-12);
-        Assert.AreEqual(0.3, Quantization.GradientShift.TrustScale(e * 0.01, e, a, beta: 0.3, trustRatio: 0.05), 1e-12);
+        Assert.AreEqual(0.05 / 10, global::Msavq.MLNet.Quantization.GradientShift.TrustScale(e * 10, e, a, beta: 0.3, trustRatio: 0.05), 1e-12);
+        Assert.AreEqual(0.3, global::Msavq.MLNet.Quantization.GradientShift.TrustScale(e * 0.01, e, a, beta: 0.3, trustRatio: 0.05), 1e-12);
     }
 
     [TestMethod]
