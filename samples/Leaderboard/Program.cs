@@ -29,9 +29,9 @@ foreach (double b in new[] { 2.25, 3.0 })
         var sensitivity = ml.Msavq().EstimateSensitivity(targetBitsPerWeight: b, method: m).Fit(collected);
         var quantizer = ml.Msavq().QuantizeMixedPrecisionVq().Fit(sensitivity.Transform(collected));
         string[] answers = quantizer.Transform(test).GetColumn<string>(MixedPrecisionVqTransformer.PredictedAnswerColumn).ToArray();
-        method.Append(m.ToString()); budget.Append(b); bits.Append(quantizer.BitsPerWeight);
-        accuracy.Append(answers.Zip(truth).Average(t => t.First == t.Second ? 1.0 : 0.0));
-        agreement.Append(answers.Zip(fpAnswers).Average(t => t.First == t.Second ? 1.0 : 0.0));
+        method.Append(m.ToString()); budget.Append(b); bits.Append(Math.Round(quantizer.BitsPerWeight, 3));
+        accuracy.Append(Math.Round(answers.Zip(truth).Average(t => t.First == t.Second ? 1.0 : 0.0), 3));
+        agreement.Append(Math.Round(answers.Zip(fpAnswers).Average(t => t.First == t.Second ? 1.0 : 0.0), 3));
         Console.WriteLine($"{m} at ≤ {b}: done");
     }
 

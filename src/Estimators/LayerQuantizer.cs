@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 namespace Msavq.MLNet;
 
 /// <summary>The result of quantizing one layer: the dequantized weight (what the network now uses) and its report.</summary>
-internal sealed record LayerResult(Tensor Weight, QuantizedLayerReport Report);
+internal sealed record LayerResult(Tensor Weight, QuantizedLayerReport Report, Format.QuantizedLayer Stored);
 
 /// <summary>
 /// Quantizes one layer as its <see cref="LayerPlan"/> says, on the statistics at hand. Every method sees the same
@@ -24,7 +24,7 @@ internal static class LayerQuantizer
         if (!w.isfinite().all().item<bool>()) throw new ArgumentException($"Layer '{plan.Layer}' has non-finite weights.");
         var plain = stats.Combine(1.0);
         var kmeans = new KMeansOptions { Iterations = o.KMeansIterations, Seed = o.Seed };
-        Tensor wHat;
+        Format.QuantizedLayer stored;
         BitCost cost;
         int codebooks;
         switch (plan.Method)
@@ -32,7 +32,7 @@ internal static class LayerQuantizer
             case QuantizationMethod.Rtn:
             {
                 using var q = RoundToNearest.Quantize(w, plan.Bits, plan.GroupSize);
-                (wHat, cost, codebooks) = (q.Dequantize(), q.Cost(), (int)q.Scales.shape[1]);
+                (stored, cost, codebooks) = (QuantizedLayerBuilder.FromScalar(plan.Layer, q), q.Cost(), (int)q.Scales.shape[1]);
                 break;
             }
             case QuantizationMethod.Gptq:
@@ -42,7 +42,7 @@ internal static class LayerQuantizer
                     Bits = plan.Bits, GroupSize = plan.GroupSize, ActOrder = true, StaticGroups = true,
                     PercentDamping = o.RelativeDamping,
                 });
-                (wHat, cost, codebooks) = (q.Dequantize(), q.Cost(), (int)q.Scales.shape[1]);
+                (stored, cost, codebooks) = (QuantizedLayerBuilder.FromScalar(plan.Layer, q), q.Cost(), (int)q.Scales.shape[1]);
                 break;
             }
             case QuantizationMethod.Gptvq:
@@ -56,23 +56,27 @@ internal static class LayerQuantizer
                     PercentDamping = o.RelativeDamping, KMeans = kmeans, Precision = whole.Precision,
                     RefineCodebooks = o.RefineCodebooks,
                 });
-                (wHat, cost, codebooks) = (q.Dequantize(), q.Cost(), q.Codebooks.Length);
+                (stored, cost, codebooks) = (QuantizedLayerBuilder.FromVector(plan.Layer, q, null, null), q.Cost(), q.Codebooks.Length);
                 break;
             }
             default:
-                (wHat, cost, codebooks) = Msavq(w, stats, plan, whole, o, kmeans);
+                (stored, cost, codebooks) = Msavq(w, stats, plan, whole, o, kmeans);
                 break;
         }
+        // The stored form is the truth: the network runs with exactly what a saved file will give back.
+        var wHat = QuantizedLayerBuilder.Weight(stored, w.device);
+        if (Math.Abs(stored.StoredBits() - cost.TotalBits) > 1e-6 * cost.TotalBits)
+            throw new InvalidOperationException($"Layer '{plan.Layer}': stored {stored.StoredBits()} bits but accounted {cost.TotalBits}.");
         if (!wHat.isfinite().all().item<bool>())
             throw new InvalidOperationException($"Quantizing layer '{plan.Layer}' produced non-finite weights (non-finite statistics?).");
         double proxy = HessianFactor.RelativeProxyError(w, wHat, plain.A);
         var report = new QuantizedLayerReport(plan.Layer, plan.Rows, plan.Columns, plan.Method.ToString(),
             cost.IndexBitsPerWeight, cost.OverheadBitsPerWeight, codebooks, proxy, clock.Elapsed.TotalSeconds);
-        return new LayerResult(wHat.to(weight.dtype).MoveToOuterDisposeScope(), report);
+        return new LayerResult(wHat.to(weight.dtype).MoveToOuterDisposeScope(), report, stored);
     }
 
     /// <summary>algorithm.md §8.4: modality-weighted statistics, Newton shift, Block-LDL VQ with the planned codebooks.</summary>
-    private static (Tensor, BitCost, int) Msavq(Tensor w, ModalityStatistics stats, LayerPlan plan, BitAllocationPlan whole,
+    private static (Format.QuantizedLayer, BitCost, int) Msavq(Tensor w, ModalityStatistics stats, LayerPlan plan, BitAllocationPlan whole,
                                                 MixedPrecisionVqEstimator.Options o, KMeansOptions kmeans)
     {
         var c = stats.Combine(plan.VisionWeight);
@@ -113,12 +117,9 @@ internal static class LayerQuantizer
             Layout = plan.Layout, TileCodebookSizes = plan.TileCodebookSizes, RelativeDamping = o.RelativeDamping,
             KMeans = kmeans, Precision = whole.Precision, RefineCodebooks = o.RefineCodebooks,
         });
-        var wHat = q.Dequantize();
-        if (rowScale is not null) wHat = wHat * rowScale.unsqueeze(1);
-        if (idx is not null) wHat = wHat.index_select(1, idx.argsort());
         var cost = q.Cost();
         if (plan.ColumnOrder is not null) cost = cost with { PermutationBits = BitCost.PermutationCost(plan.Columns) };
         if (rowScale is not null) cost = cost with { ScaleBits = 16.0 * plan.Rows };
-        return (wHat, cost, q.Codebooks.Length);
+        return (QuantizedLayerBuilder.FromVector(plan.Layer, q, plan.ColumnOrder, rowScale), cost, q.Codebooks.Length);
     }
 }

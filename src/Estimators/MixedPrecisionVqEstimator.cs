@@ -71,6 +71,7 @@ public sealed class MixedPrecisionVqEstimator : IEstimator<MixedPrecisionVqTrans
         if (missing.Count > 0) throw new InvalidOperationException($"The model's layers do not match the plan: {string.Join(", ", missing)}.");
 
         var reports = new List<QuantizedLayerReport>();
+        var stored = new List<Format.QuantizedLayer>();
         var blocks = calib.Layers.GroupBy(l => l.Block).OrderBy(g => g.Key).ToList();
         int done = 0;
         foreach (var block in blocks)
@@ -95,6 +96,7 @@ public sealed class MixedPrecisionVqEstimator : IEstimator<MixedPrecisionVqTrans
                     using (no_grad()) l.Module.weight.copy_(result.Weight);
                     result.Weight.Dispose();
                     reports.Add(result.Report);
+                    stored.Add(result.Stored);
                     done++;
                 }
             }
@@ -103,7 +105,16 @@ public sealed class MixedPrecisionVqEstimator : IEstimator<MixedPrecisionVqTrans
                 if (stats is not null) foreach (var s in stats.Values) s.Dispose();
             }
         }
-        return new MixedPrecisionVqTransformer(_ml, copy, reports, input.Schema,
+        var quantized = new Format.QuantizedModel(plan.Method.ToString(), new Dictionary<string, string>
+        {
+            ["target_bits_per_weight"] = plan.TargetBitsPerWeight.ToString("R", System.Globalization.CultureInfo.InvariantCulture),
+            ["vector_dimension"] = plan.VectorDimension.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["mixed_precision"] = plan.MixedPrecision.ToString(), ["modality_weighting"] = plan.ModalityWeighting.ToString(),
+            ["gradient_shift"] = _options.GradientShift.ToString(), ["mode"] = calib.Options.Mode.ToString(),
+            ["calibration_rows"] = calib.Rows.Count.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["seed"] = _options.Seed.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        }, stored);
+        return new MixedPrecisionVqTransformer(_ml, copy, reports, quantized, input.Schema,
             _options.ImageColumnName ?? calib.Options.ImageColumnName, _options.TextColumnName ?? calib.Options.TextColumnName);
     }
 }

@@ -1,6 +1,7 @@
 using Microsoft.Data.Analysis;
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using Msavq.MLNet.Format;
 using Msavq.MLNet.Models;
 using Msavq.MLNet.Scoring;
 using static TorchSharp.torch;
@@ -24,8 +25,9 @@ public sealed class MixedPrecisionVqTransformer : ITransformer
     /// <param name="layers">One entry per quantized layer.</param>
     /// <param name="inputSchema">A schema with the image and question columns (their types are taken from it).</param>
     public MixedPrecisionVqTransformer(MLContext ml, IQuantizableModel model, IReadOnlyList<QuantizedLayerReport> layers,
-                                       DataViewSchema inputSchema, string imageColumn, string questionColumn)
+                                       QuantizedModel quantized, DataViewSchema inputSchema, string imageColumn, string questionColumn)
     {
+        Quantized = quantized ?? throw new ArgumentNullException(nameof(quantized));
         _ml = ml ?? throw new ArgumentNullException(nameof(ml));
         Model = model ?? throw new ArgumentNullException(nameof(model));
         Layers = layers;
@@ -40,6 +42,8 @@ public sealed class MixedPrecisionVqTransformer : ITransformer
 
     /// <summary>The quantized model.</summary>
     public IQuantizableModel Model { get; }
+    /// <summary>The quantized layers as stored (codes, codebooks, scales), which <see cref="Model"/> runs with.</summary>
+    public QuantizedModel Quantized { get; }
     public IReadOnlyList<QuantizedLayerReport> Layers { get; }
     public string ImageColumn { get; }
     public string QuestionColumn { get; }
@@ -49,6 +53,43 @@ public sealed class MixedPrecisionVqTransformer : ITransformer
 
     /// <summary>All-in bits per weight over the quantized layers.</summary>
     public double BitsPerWeight => QuantizedLayerReport.AverageBitsPerWeight(Layers);
+
+    /// <summary>Writes the quantized layers to a .msavq file (atomically; docs/quantized-format.md).</summary>
+    public void SaveQuantized(string path) => QuantizedModelFile.Save(path, Quantized);
+
+    /// <summary>
+    /// A scoring transformer from a .msavq file and the model it was quantized from (architecture and the layers kept
+    /// in full precision): a copy of <paramref name="baseModel"/> gets the stored weights.
+    /// </summary>
+    public static MixedPrecisionVqTransformer LoadQuantized(MLContext ml, string path, IQuantizableModel baseModel,
+        DataViewSchema inputSchema, string imageColumn = "Image", string questionColumn = "Question")
+    {
+        var stored = QuantizedModelFile.Load(path);
+        var copy = baseModel.Clone();
+        var byName = copy.QuantizableLayers.ToDictionary(l => l.Name);
+        foreach (var l in stored.Layers)
+        {
+            if (!byName.TryGetValue(l.Name, out var target))
+                throw new ArgumentException($"{path}: layer '{l.Name}' is not a quantizable layer of the given model.");
+            if (target.Module.out_features != l.Rows || target.Module.in_features != l.Columns)
+                throw new ArgumentException($"{path}: layer '{l.Name}' is {l.Rows}×{l.Columns} in the file but {target.Module.out_features}×{target.Module.in_features} in the model.");
+            using var _ = no_grad();
+            using var w = tensor(l.Dequantize(), new long[] { l.Rows, l.Columns }, ScalarType.Float32);
+            target.Module.weight.copy_(w);
+        }
+        var reports = stored.Layers.Select(l => new QuantizedLayerReport(l.Name, l.Rows, l.Columns, stored.Method,
+            (l.Kind == QuantizedKind.Scalar ? (double)l.Bits * l.Codes.Length : l.StoredBits() - OverheadBits(l)) / ((long)l.Rows * l.Columns),
+            OverheadBits(l) / ((long)l.Rows * l.Columns), l.Kind == QuantizedKind.Scalar ? l.Groups : l.CodebookSizes.Length,
+            double.NaN, 0)).ToList();
+        return new MixedPrecisionVqTransformer(ml, copy, reports, stored, inputSchema, imageColumn, questionColumn);
+    }
+
+    private static double OverheadBits(QuantizedLayer l)
+    {
+        if (l.Kind == QuantizedKind.Scalar) return l.StoredBits() - (double)l.Bits * l.Codes.Length;
+        long perTile = (long)l.RowsPerGroup * l.ColumnsPerGroup / l.VectorDim;
+        return l.StoredBits() - l.CodebookSizes.Sum(k => perTile * Math.Ceiling(Math.Log2(Math.Max(2, k))));
+    }
 
     public bool IsRowToRowMapper => true;
 

@@ -21,6 +21,8 @@ internal static class PlanBuilder
             throw new ArgumentOutOfRangeException(nameof(o), $"TargetBitsPerWeight must be a positive number, got {o.TargetBitsPerWeight}.");
         if (o.VectorDimension is not (1 or 2 or 4 or 8))
             throw new ArgumentOutOfRangeException(nameof(o), $"VectorDimension must be 1, 2, 4 or 8, got {o.VectorDimension}.");
+        if (o.Precision == CodebookPrecision.Float32)
+            throw new ArgumentOutOfRangeException(nameof(o), "Codebook precision must be Int8 or Float16 (what the file format stores).");
         var shapes = calib.Layers.Select(l => (l.Name, M: (int)l.Module.out_features, N: (int)l.Module.in_features)).ToList();
         double weights = shapes.Sum(s => (double)s.M * s.N);
         double budget = o.TargetBitsPerWeight * weights;

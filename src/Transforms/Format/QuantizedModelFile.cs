@@ -1,0 +1,317 @@
+using System.Buffers.Binary;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Msavq.MLNet.Format;
+
+/// <summary>What a .msavq file holds: the method and its options, and every quantized layer.</summary>
+public sealed record QuantizedModel(string Method, IReadOnlyDictionary<string, string> Options, IReadOnlyList<QuantizedLayer> Layers);
+
+/// <summary>
+/// The .msavq file (docs/quantized-format.md): a safetensors container — 8-byte little-endian header length, a JSON
+/// header with dtype, shape and data offsets per tensor, raw little-endian data — whose metadata holds our manifest
+/// (format version, method, options, layer layouts, SHA-256 per tensor). Python's <c>safetensors</c> opens it.
+/// Writes are atomic; reads validate everything and throw only <see cref="MsavqFormatException"/> for bad content.
+/// </summary>
+public static class QuantizedModelFile
+{
+    public const int Version = 1;
+    public const string FormatName = "msavq";
+    /// <summary>Largest header accepted (safetensors' own limit).</summary>
+    public const long MaxHeaderBytes = 100_000_000;
+
+    private sealed record Blob(string Dtype, long[] Shape, byte[] Data);
+
+    public static void Save(string path, QuantizedModel model) => AtomicFile.Write(path, ToBytes(model));
+
+    public static QuantizedModel Load(string path)
+    {
+        byte[] bytes;
+        try { bytes = File.ReadAllBytes(path); }
+        catch (FileNotFoundException) { throw; }
+        catch (IOException e) { throw new MsavqFormatException(path, $"cannot be read: {e.Message}", e); }
+        return FromBytes(bytes, path);
+    }
+
+    public static byte[] ToBytes(QuantizedModel model)
+    {
+        var blobs = new List<(string Name, Blob Blob)>();
+        var layers = new JsonArray();
+        for (int i = 0; i < model.Layers.Count; i++)
+        {
+            var l = model.Layers[i];
+            string p = $"layers.{i}.";
+            var entry = new JsonObject
+            {
+                ["name"] = l.Name, ["rows"] = l.Rows, ["columns"] = l.Columns, ["kind"] = l.Kind.ToString().ToLowerInvariant(),
+                ["permuted"] = l.ColumnOrder is not null, ["row_scaled"] = l.RowScales is not null,
+            };
+            if (l.Kind == QuantizedKind.Vector)
+            {
+                entry["vector_dim"] = l.VectorDim; entry["rows_per_group"] = l.RowsPerGroup;
+                entry["columns_per_group"] = l.ColumnsPerGroup; entry["int8_codebooks"] = l.Int8Codebooks;
+                entry["codebook_sizes"] = new JsonArray(l.CodebookSizes.Select(k => (JsonNode)k).ToArray());
+                blobs.Add((p + "codes", U8(PackTiles(l))));
+                if (l.Int8Codebooks)
+                {
+                    blobs.Add((p + "codebooks", new Blob("I8", new long[] { l.CodebookValues.Sum(c => (long)c.Length) },
+                        l.CodebookValues.SelectMany(c => c).Select(v => unchecked((byte)v)).ToArray())));
+                    blobs.Add((p + "codebook_scales", F16(l.CodebookScales)));
+                }
+                else blobs.Add((p + "codebooks", F16(l.CodebookHalves.SelectMany(c => c).ToArray())));
+            }
+            else
+            {
+                entry["bits"] = l.Bits; entry["group_size"] = l.GroupSize; entry["group_map"] = l.GroupOfColumn is not null;
+                blobs.Add((p + "codes", U8(BitPacking.Pack(l.Codes, l.Bits))));
+                blobs.Add((p + "scales", F16(l.Scales)));
+                blobs.Add((p + "zeros", U8(BitPacking.Pack(l.Zeros, l.Bits))));
+                if (l.GroupOfColumn is { } map) blobs.Add((p + "group_of_column", U8(BitPacking.Pack(map, MapBits(l.Columns)))));
+            }
+            // Stored at ⌈log2 n⌉ bits per entry, as the bit accounting counts it.
+            if (l.ColumnOrder is { } order) blobs.Add((p + "column_order", U8(BitPacking.Pack(order, MapBits(l.Columns)))));
+            if (l.RowScales is { } rs) blobs.Add((p + "row_scales", F16(rs)));
+            layers.Add(entry);
+        }
+        var checksums = new JsonObject();
+        foreach (var (name, blob) in blobs) checksums[name] = Convert.ToHexString(SHA256.HashData(blob.Data)).ToLowerInvariant();
+        var manifest = new JsonObject
+        {
+            ["version"] = Version, ["method"] = model.Method,
+            ["options"] = new JsonObject(model.Options.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
+            ["layers"] = layers, ["checksums"] = checksums,
+        };
+        var header = new JsonObject
+        {
+            ["__metadata__"] = new JsonObject
+            {
+                ["format"] = FormatName, ["manifest"] = manifest.ToJsonString(),
+                ["manifest_sha256"] = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(manifest.ToJsonString()))).ToLowerInvariant(),
+            },
+        };
+        long offset = 0;
+        foreach (var (name, blob) in blobs)
+        {
+            header[name] = new JsonObject
+            {
+                ["dtype"] = blob.Dtype, ["shape"] = new JsonArray(blob.Shape.Select(s => (JsonNode)s).ToArray()),
+                ["data_offsets"] = new JsonArray(offset, offset + blob.Data.Length),
+            };
+            offset += blob.Data.Length;
+        }
+        var headerBytes = Encoding.UTF8.GetBytes(header.ToJsonString());
+        int pad = (8 - headerBytes.Length % 8) % 8;   // data 8-byte aligned, padded with spaces as safetensors does
+        var result = new byte[8 + headerBytes.Length + pad + offset];
+        BinaryPrimitives.WriteUInt64LittleEndian(result, (ulong)(headerBytes.Length + pad));
+        headerBytes.CopyTo(result, 8);
+        for (int i = 0; i < pad; i++) result[8 + headerBytes.Length + i] = (byte)' ';
+        long at = 8 + headerBytes.Length + pad;
+        foreach (var (_, blob) in blobs) { blob.Data.CopyTo(result, at); at += blob.Data.Length; }
+        return result;
+    }
+
+    public static QuantizedModel FromBytes(byte[] bytes, string file)
+    {
+        try
+        {
+            return Parse(bytes, file);
+        }
+        catch (MsavqFormatException) { throw; }
+        catch (Exception e) when (e is JsonException or FormatException or InvalidOperationException or ArgumentException
+                                    or OverflowException or KeyNotFoundException or IndexOutOfRangeException or InvalidCastException
+                                    or NullReferenceException)
+        {
+            // Anything the checks below did not foresee still says which file and that its content is malformed.
+            throw new MsavqFormatException(file, $"malformed content ({e.GetType().Name}: {e.Message})", e);
+        }
+    }
+
+    private static QuantizedModel Parse(byte[] bytes, string file)
+    {
+        MsavqFormatException Bad(string reason) => new(file, reason);
+        if (bytes.Length < 8) throw Bad($"truncated: {bytes.Length} bytes, not even a header length");
+        ulong headerLength = BinaryPrimitives.ReadUInt64LittleEndian(bytes);
+        if (headerLength > MaxHeaderBytes) throw Bad($"header length {headerLength} exceeds {MaxHeaderBytes} (not an MSAVQ file, or corrupted)");
+        if (8 + (long)headerLength > bytes.Length) throw Bad($"truncated: header of {headerLength} bytes but the file has {bytes.Length}");
+        JsonObject header;
+        try { header = JsonNode.Parse(bytes.AsSpan(8, (int)headerLength))?.AsObject() ?? throw Bad("empty header"); }
+        catch (JsonException e) { throw new MsavqFormatException(file, "not an MSAVQ file: the header is not JSON", e); }
+        if (header["__metadata__"] is not JsonObject meta || meta["format"]?.GetValue<string>() != FormatName)
+            throw Bad("not an MSAVQ file: the safetensors metadata has no \"format\": \"msavq\" (wrong magic)");
+        string manifestText = meta["manifest"]?.GetValue<string>() ?? throw Bad("no manifest");
+        string manifestSum = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(manifestText))).ToLowerInvariant();
+        if (meta["manifest_sha256"]?.GetValue<string>() != manifestSum) throw Bad("checksum mismatch in the manifest (the file is corrupted)");
+        var manifest = JsonNode.Parse(manifestText)?.AsObject() ?? throw Bad("empty manifest");
+        int version = manifest["version"]?.GetValue<int>() ?? throw Bad("manifest has no version");
+        if (version != Version) throw Bad($"unknown format version {version} (this library reads version {Version})");
+
+        long dataStart = 8 + (long)headerLength, dataLength = bytes.Length - dataStart;
+        var blobs = new Dictionary<string, Blob>();
+        var spans = new List<(long Begin, long End, string Name)>();
+        foreach (var (name, node) in header)
+        {
+            if (name == "__metadata__") continue;
+            var t = node?.AsObject() ?? throw Bad($"tensor '{name}' has no description");
+            string dtype = t["dtype"]?.GetValue<string>() ?? throw Bad($"tensor '{name}' has no dtype");
+            int size = dtype switch { "U8" or "I8" => 1, "F16" => 2, "I32" => 4, _ => throw Bad($"tensor '{name}' has unsupported dtype {dtype}") };
+            var shape = (t["shape"] as JsonArray ?? throw Bad($"tensor '{name}' has no shape")).Select(x => x!.GetValue<long>()).ToArray();
+            var off = t["data_offsets"] as JsonArray ?? throw Bad($"tensor '{name}' has no data offsets");
+            if (off.Count != 2) throw Bad($"tensor '{name}' has {off.Count} data offsets");
+            long begin = off[0]!.GetValue<long>(), end = off[1]!.GetValue<long>();
+            if (shape.Any(s => s < 0)) throw Bad($"tensor '{name}' has a negative dimension");
+            long elements = shape.Aggregate(1L, (a, s) => checked(a * s));
+            if (begin < 0 || end < begin || end > dataLength)
+                throw Bad(end > dataLength ? $"truncated: tensor '{name}' ends at {end} but only {dataLength} data bytes follow the header"
+                                           : $"tensor '{name}' has invalid offsets [{begin}, {end})");
+            if (checked(elements * size) != end - begin) throw Bad($"tensor '{name}': shape [{string.Join(",", shape)}] × {size} bytes ≠ {end - begin} bytes");
+            spans.Add((begin, end, name));
+            blobs[name] = new Blob(dtype, shape, bytes.AsSpan((int)(dataStart + begin), (int)(end - begin)).ToArray());
+        }
+        spans.Sort();
+        long expect = 0;
+        foreach (var (b, e, n) in spans)
+        {
+            if (b != expect) throw Bad(b < expect ? $"tensor '{n}' overlaps the previous one" : $"a gap of {b - expect} bytes before tensor '{n}'");
+            expect = e;
+        }
+        if (expect != dataLength) throw Bad($"{dataLength - expect} bytes after the last tensor (corrupted, or not written by this library)");
+
+        var checksums = manifest["checksums"]?.AsObject() ?? throw Bad("manifest has no checksums");
+        foreach (var (name, blob) in blobs)
+        {
+            string want = checksums[name]?.GetValue<string>() ?? throw Bad($"tensor '{name}' has no checksum in the manifest");
+            if (Convert.ToHexString(SHA256.HashData(blob.Data)).ToLowerInvariant() != want) throw Bad($"checksum mismatch in tensor '{name}' (the file is corrupted)");
+        }
+        if (checksums.Count != blobs.Count) throw Bad($"the manifest lists {checksums.Count} checksums for {blobs.Count} tensors");
+
+        var layers = new List<QuantizedLayer>();
+        var layerNodes = manifest["layers"] as JsonArray ?? throw Bad("manifest has no layers");
+        for (int i = 0; i < layerNodes.Count; i++) layers.Add(ReadLayer(layerNodes[i]!.AsObject(), blobs, $"layers.{i}.", Bad));
+        var options = (manifest["options"] as JsonObject ?? new JsonObject()).ToDictionary(kv => kv.Key, kv => kv.Value?.GetValue<string>() ?? "");
+        return new QuantizedModel(manifest["method"]?.GetValue<string>() ?? throw Bad("manifest has no method"), options, layers);
+    }
+
+    private static QuantizedLayer ReadLayer(JsonObject e, Dictionary<string, Blob> blobs, string p, Func<string, MsavqFormatException> bad)
+    {
+        string name = e["name"]?.GetValue<string>() ?? throw bad($"{p}: no name");
+        int rows = e["rows"]!.GetValue<int>(), cols = e["columns"]!.GetValue<int>();
+        if (rows < 1 || cols < 1) throw bad($"layer '{name}': shape {rows}×{cols}");
+        Blob Need(string t, string dtype)
+        {
+            if (!blobs.TryGetValue(p + t, out var b)) throw bad($"layer '{name}': tensor '{p + t}' is missing");
+            if (b.Dtype != dtype) throw bad($"layer '{name}': tensor '{p + t}' is {b.Dtype}, expected {dtype}");
+            return b;
+        }
+        int[]? order = e["permuted"]!.GetValue<bool>() ? UnpackMap(Need("column_order", "U8").Data, cols, name, bad) : null;
+        if (order is not null && (order.Length != cols || order.Distinct().Count() != cols || order.Any(j => j < 0 || j >= cols)))
+            throw bad($"layer '{name}': column_order is not a permutation of {cols} columns");
+        Half[]? rowScales = e["row_scaled"]!.GetValue<bool>() ? ToF16(Need("row_scales", "F16").Data) : null;
+        if (rowScales is not null && rowScales.Length != rows) throw bad($"layer '{name}': {rowScales.Length} row scales for {rows} rows");
+        string kind = e["kind"]!.GetValue<string>();
+        if (kind == "vector")
+        {
+            int d = e["vector_dim"]!.GetValue<int>(), r = e["rows_per_group"]!.GetValue<int>(), c = e["columns_per_group"]!.GetValue<int>();
+            if (d < 1 || r < 1 || c < d || c % d != 0 || cols % c != 0 || rows % r != 0)
+                throw bad($"layer '{name}': layout d={d}, {r}×{c} tiles does not fit {rows}×{cols}");
+            var sizes = (e["codebook_sizes"] as JsonArray ?? throw bad($"layer '{name}': no codebook sizes")).Select(x => x!.GetValue<int>()).ToArray();
+            int tiles = rows / r * (cols / c);
+            if (sizes.Length != tiles) throw bad($"layer '{name}': {sizes.Length} codebook sizes for {tiles} tiles");
+            if (sizes.Any(k => k < 1 || k > 1 << 20)) throw bad($"layer '{name}': codebook size out of range");
+            bool int8 = e["int8_codebooks"]!.GetValue<bool>();
+            var codesBlob = Need("codes", "U8");
+            var codes = UnpackTiles(codesBlob.Data, rows, cols, d, r, c, sizes, name, bad);
+            var offsets = new long[tiles + 1];
+            for (int t = 0; t < tiles; t++) offsets[t + 1] = offsets[t] + (long)sizes[t] * d;
+            var layer = new QuantizedLayer
+            {
+                Name = name, Rows = rows, Columns = cols, Kind = QuantizedKind.Vector, VectorDim = d, RowsPerGroup = r,
+                ColumnsPerGroup = c, CodebookSizes = sizes, Int8Codebooks = int8, Codes = codes, ColumnOrder = order, RowScales = rowScales,
+                CodebookValues = int8 ? Split(Need("codebooks", "I8").Data.Select(b => unchecked((sbyte)b)).ToArray(), offsets, name, bad) : Array.Empty<sbyte[]>(),
+                CodebookScales = int8 ? ToF16(Need("codebook_scales", "F16").Data) : Array.Empty<Half>(),
+                CodebookHalves = int8 ? Array.Empty<Half[]>() : Split(ToF16(Need("codebooks", "F16").Data), offsets, name, bad),
+            };
+            if (int8 && layer.CodebookScales.Length != tiles) throw bad($"layer '{name}': {layer.CodebookScales.Length} codebook scales for {tiles} tiles");
+            return layer;
+        }
+        if (kind != "scalar") throw bad($"layer '{name}': unknown kind '{kind}'");
+        int bits = e["bits"]!.GetValue<int>(), g = e["group_size"]!.GetValue<int>();
+        if (bits is < 1 or > 16 || g < 1) throw bad($"layer '{name}': {bits} bits, group size {g}");
+        int[]? map = e["group_map"]!.GetValue<bool>() ? UnpackMap(Need("group_of_column", "U8").Data, cols, name, bad) : null;
+        if (map is not null && (map.Length != cols || map.Any(x => x < 0 || x >= cols))) throw bad($"layer '{name}': group map out of range");
+        int groups = map is null ? (cols + g - 1) / g : map.Max() + 1;
+        var scales = ToF16(Need("scales", "F16").Data);
+        if (scales.Length != rows * groups) throw bad($"layer '{name}': {scales.Length} scales for {rows}×{groups} groups");
+        var codesB = Need("codes", "U8").Data;
+        if (codesB.Length != BitPacking.PackedBytes((long)rows * cols, bits)) throw bad($"layer '{name}': codes have {codesB.Length} bytes, expected {BitPacking.PackedBytes((long)rows * cols, bits)}");
+        var zerosB = Need("zeros", "U8").Data;
+        if (zerosB.Length != BitPacking.PackedBytes((long)rows * groups, bits)) throw bad($"layer '{name}': zeros have {zerosB.Length} bytes");
+        return new QuantizedLayer
+        {
+            Name = name, Rows = rows, Columns = cols, Kind = QuantizedKind.Scalar, Bits = bits, GroupSize = g, GroupOfColumn = map,
+            Scales = scales, Zeros = BitPacking.Unpack(zerosB, (long)rows * groups, bits),
+            Codes = BitPacking.Unpack(codesB, (long)rows * cols, bits), ColumnOrder = order, RowScales = rowScales,
+        };
+    }
+
+    /// <summary>Codes tile by tile (row-major tiles), each at ⌈log2 K_t⌉ bits; within a tile, row-major vectors.</summary>
+    private static byte[] PackTiles(QuantizedLayer l)
+    {
+        int vecs = l.Columns / l.VectorDim, vpg = l.ColumnsPerGroup / l.VectorDim, cg = l.ColumnGroups;
+        var parts = new List<byte[]>();
+        for (int t = 0; t < l.CodebookSizes.Length; t++)
+        {
+            int rg = t / cg, c = t % cg;
+            var codes = new int[l.RowsPerGroup * vpg];
+            for (int i = 0; i < l.RowsPerGroup; i++)
+                for (int v = 0; v < vpg; v++) codes[i * vpg + v] = l.Codes[(long)(rg * l.RowsPerGroup + i) * vecs + c * vpg + v];
+            parts.Add(BitPacking.Pack(codes, IndexBits(l.CodebookSizes[t])));
+        }
+        return parts.SelectMany(x => x).ToArray();
+    }
+
+    private static int[] UnpackTiles(byte[] data, int rows, int cols, int d, int r, int c, int[] sizes, string name,
+                                     Func<string, MsavqFormatException> bad)
+    {
+        int vecs = cols / d, vpg = c / d, cg = cols / c;
+        long expected = sizes.Sum(k => BitPacking.PackedBytes((long)r * vpg, IndexBits(k)));
+        if (data.Length != expected) throw bad($"layer '{name}': codes have {data.Length} bytes, the layout needs {expected}");
+        var codes = new int[(long)rows * vecs];
+        int at = 0;
+        for (int t = 0; t < sizes.Length; t++)
+        {
+            int bytes = (int)BitPacking.PackedBytes((long)r * vpg, IndexBits(sizes[t]));
+            var tile = BitPacking.Unpack(data.AsSpan(at, bytes), (long)r * vpg, IndexBits(sizes[t]));
+            at += bytes;
+            if (tile.Any(x => x >= sizes[t])) throw bad($"layer '{name}': a code of tile {t} is out of range for its {sizes[t]} codewords");
+            int rg = t / cg, cc = t % cg;
+            for (int i = 0; i < r; i++)
+                for (int v = 0; v < vpg; v++) codes[(long)(rg * r + i) * vecs + cc * vpg + v] = tile[i * vpg + v];
+        }
+        return codes;
+    }
+
+    private static int MapBits(int columns) => Math.Max(1, (int)Math.Ceiling(Math.Log2(Math.Max(2, columns))));
+
+    private static int[] UnpackMap(byte[] data, int columns, string name, Func<string, MsavqFormatException> bad)
+    {
+        if (data.Length != BitPacking.PackedBytes(columns, MapBits(columns)))
+            throw bad($"layer '{name}': a column map of {data.Length} bytes for {columns} columns");
+        return BitPacking.Unpack(data, columns, MapBits(columns));
+    }
+
+    private static int IndexBits(int k) => Math.Max(1, (int)Math.Ceiling(Math.Log2(k)));
+
+    private static T[][] Split<T>(T[] all, long[] offsets, string name, Func<string, MsavqFormatException> bad)
+    {
+        if (all.Length != offsets[^1]) throw bad($"layer '{name}': {all.Length} codebook values, the sizes need {offsets[^1]}");
+        return Enumerable.Range(0, offsets.Length - 1).Select(t => all[(int)offsets[t]..(int)offsets[t + 1]]).ToArray();
+    }
+
+    private static Blob U8(byte[] data) => new("U8", new long[] { data.Length }, data);
+    private static Blob I32(int[] v) { var b = new byte[v.Length * 4]; for (int i = 0; i < v.Length; i++) BinaryPrimitives.WriteInt32LittleEndian(b.AsSpan(i * 4), v[i]); return new("I32", new long[] { v.Length }, b); }
+    private static Blob F16(Half[] v) { var b = new byte[v.Length * 2]; for (int i = 0; i < v.Length; i++) BinaryPrimitives.WriteHalfLittleEndian(b.AsSpan(i * 2), v[i]); return new("F16", new long[] { v.Length }, b); }
+    private static int[] ToI32(byte[] b) => Enumerable.Range(0, b.Length / 4).Select(i => BinaryPrimitives.ReadInt32LittleEndian(b.AsSpan(i * 4))).ToArray();
+    private static Half[] ToF16(byte[] b) => Enumerable.Range(0, b.Length / 2).Select(i => BinaryPrimitives.ReadHalfLittleEndian(b.AsSpan(i * 2))).ToArray();
+}
