@@ -41,6 +41,9 @@ public sealed class QuantizeCommand(IAnsiConsole console) : Command<QuantizeComm
         [CommandOption("--mode <MODE>"), Description("Sequential (statistics re-collected block by block) or OneShot.")]
         public CalibrationMode Mode { get; init; } = Defaults.Mode;
 
+        [CommandOption("--out <PATH>"), Description("Where to write the quantized layers (.msavq); 'none' to skip.")]
+        public string Out { get; init; } = "runs/shapes-vlm.msavq";
+
         [CommandOption("--report <CSV>"), Description("Write the per-layer report (bits, proxy error, time) to this CSV.")]
         public string? Report { get; init; }
 
@@ -111,6 +114,12 @@ public sealed class QuantizeCommand(IAnsiConsole console) : Command<QuantizeComm
         table.AddRow($"size of the {quantized.Layers.Count} quantized layers", $"{weights * 4 / 1024:N0} KiB",
             $"{quantized.Layers.Sum(l => l.BitsPerWeight * l.Weights) / 8 / 1024:N0} KiB");
         console.Write(table);
+        if (s.Out != "none")
+        {
+            quantized.SaveQuantized(s.Out);
+            console.MarkupLine($"quantized layers: {Markup.Escape(s.Out)} ({new FileInfo(s.Out).Length / 1024.0:N0} KiB; " +
+                               "load with MixedPrecisionVqTransformer.LoadQuantized and the same base model)");
+        }
         if (s.Report is not null)
         {
             using var buffer = new MemoryStream();
