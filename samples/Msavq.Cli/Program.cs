@@ -6,10 +6,22 @@ namespace Msavq.Cli;
 
 public static class Program
 {
-    public static int Main(string[] args) => Run(args);
+    public static int Main(string[] args)
+    {
+        // First Ctrl+C: commands stop at their next safe point (all files are written atomically) and exit 130;
+        // a second one ends the process at once.
+        using var stop = new CancellationTokenSource();
+        Console.CancelKeyPress += (_, e) =>
+        {
+            if (stop.IsCancellationRequested) return;
+            e.Cancel = true;
+            stop.Cancel();
+        };
+        return Run(args, cancellation: stop.Token);
+    }
 
     /// <summary>Runs the command line in-process (tests call this).</summary>
-    public static int Run(string[] args, IAnsiConsole? console = null)
+    public static int Run(string[] args, IAnsiConsole? console = null, CancellationToken cancellation = default)
     {
         var app = new CommandApp();
         app.Configure(c =>
@@ -40,6 +52,6 @@ public static class Program
             });
             c.SetExceptionHandler((ex, _) => CliErrors.Report(ex, console ?? AnsiConsole.Console, args));
         });
-        return app.Run(args);
+        return app.Run(args, cancellation);
     }
 }

@@ -114,6 +114,7 @@ public sealed class QuantizeCommand(IAnsiConsole console) : Command<QuantizeComm
         table.AddRow($"size of the {quantized.Layers.Count} quantized layers", $"{weights * 4 / 1024:N0} KiB",
             $"{quantized.Layers.Sum(l => l.BitsPerWeight * l.Weights) / 8 / 1024:N0} KiB");
         console.Write(table);
+        cancellation.ThrowIfCancellationRequested();
         if (s.Out != "none")
         {
             quantized.SaveQuantized(s.Out);

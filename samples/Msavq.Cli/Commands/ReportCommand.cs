@@ -74,7 +74,7 @@ public sealed class ReportCommand(IAnsiConsole console) : Command<ReportCommand.
             task.Increment(1);
             foreach (var method in methods)
             {
-                cancellation.ThrowIfCancellationRequested();
+                cancellation.ThrowIfCancellationRequested();   // between methods: nothing is half-written
                 task.Description = $"quantize with {method}";
                 try
                 {

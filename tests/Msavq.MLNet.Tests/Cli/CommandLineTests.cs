@@ -52,6 +52,18 @@ public sealed class CommandLineTests
     }
 
     [TestMethod]
+    public void Quantize_Cancelled_StopsWith130_AndWritesNothing()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"msavq-cancel-{Guid.NewGuid():N}", "m.msavq");
+        using var cts = new CancellationTokenSource();
+        cts.Cancel();
+        var console = new TestConsole();
+        int code = Program.Run(new[] { "quantize", "--calibration", "8", "--questions", "8", "--out", path }, console, cts.Token);
+        Assert.AreEqual(130, code, console.Output);
+        Assert.IsFalse(Directory.Exists(Path.GetDirectoryName(path)) && Directory.EnumerateFiles(Path.GetDirectoryName(path)!).Any());
+    }
+
+    [TestMethod]
     public void Quantize_ImpossibleBudget_SaysTheCheapestCost()
     {
         var (code, output) = Run("quantize", "--budget", "0.5", "--calibration", "8", "--questions", "8");
