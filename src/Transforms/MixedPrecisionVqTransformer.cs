@@ -36,7 +36,7 @@ public sealed class MixedPrecisionVqTransformer : ITransformer
         ScoringSchema.Validate(inputSchema, imageColumn, questionColumn);
         var definition = ScoringSchema.InputDefinition(inputSchema, imageColumn, questionColumn);
         var empty = ml.Data.LoadFromEnumerable(Array.Empty<VqaScoringInput>(), definition);
-        _mapping = ml.Transforms.CustomMapping<VqaScoringInput, VqaScoringOutput>(Score, contractName: null,
+        _mapping = ml.Transforms.CustomMapping<VqaScoringInput, VqaScoringOutput>((i, o) => Score(Model, i, o), Msavq.ContractName,
             inputSchemaDefinition: definition).Fit(empty);
     }
 
@@ -111,17 +111,17 @@ public sealed class MixedPrecisionVqTransformer : ITransformer
         return _mapping.GetRowToRowMapper(inputSchema);
     }
 
-    void ICanSaveModel.Save(ModelSaveContext ctx) =>
-        throw new NotSupportedException("Saving a quantized pipeline is not supported yet.");
+    // Saves as its CustomMapping (contract Msavq.ContractName); Msavq.Save adds the quantized layers to the zip.
+    void ICanSaveModel.Save(ModelSaveContext ctx) => ((ICanSaveModel)_mapping).Save(ctx);
 
     // Called per row from cursor getters, possibly on several threads: no_grad and scopes are thread-local,
     // so they are opened here (architecture.md §6).
-    private void Score(VqaScoringInput input, VqaScoringOutput output)
+    internal static void Score(IQuantizableModel model, VqaScoringInput input, VqaScoringOutput output)
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        using var batch = Model.Encode(new[] { new VqaInput(input.Image, input.Question) });
-        var p = Model.Predict(batch);
+        using var batch = model.Encode(new[] { new VqaInput(input.Image, input.Question) });
+        var p = model.Predict(batch);
         output.PredictedAnswer = p.Answers[0];
         output.Score = p.Scores[0];
     }

@@ -1,0 +1,33 @@
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Msavq.MLNet.Data;
+using Msavq.MLNet.Tests.Estimators;
+using Msavq.MLNet.Tests.Models;
+
+namespace Msavq.MLNet.Tests.Format;
+
+[TestClass]
+public sealed class PipelinePersistenceTests
+{
+    [TestMethod]
+    public void SaveThenLoad_InANewContext_GivesIdenticalPredictions()
+    {
+        var ml = new MLContext(0);
+        var pipeline = TinyChain.Fit(ml, QuantizationMethod.Msavq, 2.75, TinyVlm.Create(21), CalibrationMode.OneShot);
+        var test = ShapesVqa.Generate(ml, ShapesVqaSplit.Test, 24);
+        string path = Path.Combine(Path.GetTempPath(), $"msavq-{Guid.NewGuid():N}.zip");
+        Msavq.Save(ml, pipeline, test.Schema, path);
+
+        var fresh = new MLContext(1);
+        var loaded = Msavq.Load(fresh, path, out var schema);
+        Assert.IsNotNull(schema.GetColumnOrNull("Image"));
+        var before = pipeline.Transform(test);
+        var after = loaded.Transform(ShapesVqa.Generate(fresh, ShapesVqaSplit.Test, 24));
+        CollectionAssert.AreEqual(before.GetColumn<string>("PredictedAnswer").ToArray(), after.GetColumn<string>("PredictedAnswer").ToArray());
+        CollectionAssert.AreEqual(before.GetColumn<float>("Score").ToArray(), after.GetColumn<float>("Score").ToArray());
+
+        var e = Assert.Throws<Exception>(() => new MLContext(2).Model.Load(path, out _));
+        StringAssert.Contains(e.ToString(), "Msavq.Load");
+        File.Delete(path);
+    }
+}
