@@ -37,6 +37,9 @@ public static class Program
             c.AddCommand<QuantizeCommand>("quantize")
                 .WithDescription("Quantize the model (default: the shipped ShapesVlm) and print a before/after table.")
                 .WithExample("quantize", "--method", "msavq", "--budget", "2.25");
+            c.AddCommand<PredictCommand>("predict")
+                .WithDescription("Load a pipeline saved with --save-pipeline (Msavq.Load) and answer test questions.")
+                .WithExample("predict", "--pipeline", "runs/shapes-vlm.zip", "--questions", "10");
             c.AddCommand<ReportCommand>("report")
                 .WithDescription("Quantize with every method at one budget; write CSV, PNG plots and index.html to a folder.")
                 .WithExample("report", "--out", "report", "--budget", "2.25");

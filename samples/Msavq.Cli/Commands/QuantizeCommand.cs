@@ -44,6 +44,9 @@ public sealed class QuantizeCommand(IAnsiConsole console) : Command<QuantizeComm
         [CommandOption("--out <PATH>"), Description("Where to write the quantized layers (.msavq); 'none' to skip.")]
         public string Out { get; init; } = "runs/shapes-vlm.msavq";
 
+        [CommandOption("--save-pipeline <ZIP>"), Description("Also save the fitted ML.NET pipeline (Msavq.Save) to this zip.")]
+        public string? SavePipeline { get; init; }
+
         [CommandOption("--report <CSV>"), Description("Write the per-layer report (bits, proxy error, time) to this CSV.")]
         public string? Report { get; init; }
 
@@ -74,6 +77,7 @@ public sealed class QuantizeCommand(IAnsiConsole console) : Command<QuantizeComm
         var test = new ShapesVqaGenerator(ShapesVqa.SeedOf(ShapesVqaSplit.Test)).Take(s.Questions).ToList();
 
         MixedPrecisionVqTransformer quantized = null!;
+        ITransformer fitted = null!;
         VqaEvaluation before = null!, after = null!;
         console.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
             .Start(ctx =>
@@ -94,7 +98,9 @@ public sealed class QuantizeCommand(IAnsiConsole console) : Command<QuantizeComm
                         TargetBitsPerWeight = s.Budget, Method = s.Method, VectorDimension = s.VectorDimension,
                     }))
                     .Append(ml.Msavq().QuantizeMixedPrecisionVq(new MixedPrecisionVqEstimator.Options { Seed = s.Seed, Progress = progress }));
-                quantized = chain.Fit(calib).LastTransformer;
+                var chainFit = chain.Fit(calib);
+                fitted = chainFit;
+                quantized = chainFit.LastTransformer;
                 calTask.Value = calTask.MaxValue;
                 quantTask.Value = quantTask.MaxValue;
                 quantTask.Description = "quantize";
@@ -120,6 +126,11 @@ public sealed class QuantizeCommand(IAnsiConsole console) : Command<QuantizeComm
             quantized.SaveQuantized(s.Out);
             console.MarkupLine($"quantized layers: {Markup.Escape(s.Out)} ({new FileInfo(s.Out).Length / 1024.0:N0} KiB; " +
                                "load with MixedPrecisionVqTransformer.LoadQuantized and the same base model)");
+        }
+        if (s.SavePipeline is not null)
+        {
+            Msavq.MLNet.Msavq.Save(ml, fitted, calib.Schema, s.SavePipeline);
+            console.MarkupLine($"pipeline: {Markup.Escape(s.SavePipeline)} (load with Msavq.Load, or 'msavq predict --pipeline')");
         }
         if (s.Report is not null)
         {

@@ -21,6 +21,7 @@ public sealed class CommandLineTests
     [DataRow("quantize")]
     [DataRow("quantize-layer")]
     [DataRow("report")]
+    [DataRow("predict")]
     [DataRow("bench", "accuracy")]
     public void Help_DescribesTheOptions(params string[] command)
     {

@@ -26,6 +26,23 @@ public sealed class PipelinePersistenceTests
         CollectionAssert.AreEqual(before.GetColumn<string>("PredictedAnswer").ToArray(), after.GetColumn<string>("PredictedAnswer").ToArray());
         CollectionAssert.AreEqual(before.GetColumn<float>("Score").ToArray(), after.GetColumn<float>("Score").ToArray());
 
+        // A fresh process: msavq predict loads the zip with Msavq.Load and answers the same questions.
+        var psi = new System.Diagnostics.ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+        };
+        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "msavq.dll"));
+        foreach (var a in new[] { "predict", "--pipeline", path, "--questions", "24" }) psi.ArgumentList.Add(a);
+        using var child = System.Diagnostics.Process.Start(psi)!;
+        string stdout = child.StandardOutput.ReadToEnd();
+        string stderr = child.StandardError.ReadToEnd();
+        child.WaitForExit();
+        Assert.AreEqual(0, child.ExitCode, stdout + stderr);
+        var lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => l.Contains('\t')).Select(l => l.Split('\t')).ToList();
+        CollectionAssert.AreEqual(before.GetColumn<string>("PredictedAnswer").ToArray(), lines.Select(l => l[1]).ToArray());
+        CollectionAssert.AreEqual(before.GetColumn<float>("Score").ToArray(),
+            lines.Select(l => float.Parse(l[2], System.Globalization.CultureInfo.InvariantCulture)).ToArray());
+
         var e = Assert.Throws<Exception>(() => new MLContext(2).Model.Load(path, out _));
         StringAssert.Contains(e.ToString(), "Msavq.Load");
         File.Delete(path);
