@@ -37,6 +37,14 @@ public sealed class MsavqCatalog
         new(Context, new MixedPrecisionVqEstimator.Options { Beta = beta, Seed = seed });
 
     public MixedPrecisionVqEstimator QuantizeMixedPrecisionVq(MixedPrecisionVqEstimator.Options options) => new(Context, options);
+
+    /// <summary>Save the fitted pipeline with its quantized layers in one ML.NET zip (same as <c>Msavq.Save</c>).</summary>
+    public void Save(ITransformer pipeline, Microsoft.ML.DataViewSchema inputSchema, string path) =>
+        MLNet.Msavq.Save(Context, pipeline, inputSchema, path);
+
+    /// <summary>Load what <see cref="Save"/> wrote (same as <c>Msavq.Load</c>); a plain Model.Load cannot.</summary>
+    public ITransformer Load(string path, out Microsoft.ML.DataViewSchema inputSchema) =>
+        MLNet.Msavq.Load(Context, path, out inputSchema);
 }
 
 public static class MsavqCatalogExtensions

@@ -19,7 +19,7 @@ public sealed class PipelinePersistenceTests
         Msavq.Save(ml, pipeline, test.Schema, path);
 
         var fresh = new MLContext(1);
-        var loaded = Msavq.Load(fresh, path, out var schema);
+        var loaded = fresh.Msavq().Load(path, out var schema);
         Assert.IsNotNull(schema.GetColumnOrNull("Image"));
         var before = pipeline.Transform(test);
         var after = loaded.Transform(ShapesVqa.Generate(fresh, ShapesVqaSplit.Test, 24));
