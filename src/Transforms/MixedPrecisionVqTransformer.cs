@@ -78,17 +78,9 @@ public sealed class MixedPrecisionVqTransformer : ITransformer
             target.Module.weight.copy_(w);
         }
         var reports = stored.Layers.Select(l => new QuantizedLayerReport(l.Name, l.Rows, l.Columns, stored.Method,
-            (l.Kind == QuantizedKind.Scalar ? (double)l.Bits * l.Codes.Length : l.StoredBits() - OverheadBits(l)) / ((long)l.Rows * l.Columns),
-            OverheadBits(l) / ((long)l.Rows * l.Columns), l.Kind == QuantizedKind.Scalar ? l.Groups : l.CodebookSizes.Length,
-            double.NaN, 0)).ToList();
+            l.IndexBits() / ((long)l.Rows * l.Columns), (l.StoredBits() - l.IndexBits()) / ((long)l.Rows * l.Columns),
+            l.Kind == QuantizedKind.Scalar ? l.Groups : l.CodebookSizes.Length, double.NaN, 0)).ToList();
         return new MixedPrecisionVqTransformer(ml, copy, reports, stored, inputSchema, imageColumn, questionColumn);
-    }
-
-    private static double OverheadBits(QuantizedLayer l)
-    {
-        if (l.Kind == QuantizedKind.Scalar) return l.StoredBits() - (double)l.Bits * l.Codes.Length;
-        long perTile = (long)l.RowsPerGroup * l.ColumnsPerGroup / l.VectorDim;
-        return l.StoredBits() - l.CodebookSizes.Sum(k => perTile * Math.Ceiling(Math.Log2(Math.Max(2, k))));
     }
 
     public bool IsRowToRowMapper => true;

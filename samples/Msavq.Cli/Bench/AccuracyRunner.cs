@@ -66,7 +66,7 @@ public sealed class AccuracyRunner(MLContext ml, ShapesVlm model, int calibratio
             {
                 Directory.CreateDirectory(LayerReports);
                 string file = Path.Combine(LayerReports, $"{string.Concat(e.Name.Where(char.IsLetterOrDigit)).ToLowerInvariant()}-{e.Budget:0.##}.csv");
-                Microsoft.Data.Analysis.DataFrame.SaveCsv(q.Report, file);
+                Commands.CsvFile.Save(q.Report, file);
             }
             var eval = VqaEvaluator.Evaluate(q.Model, test);
             double kib = q.Layers.Sum(l => l.BitsPerWeight * l.Weights) / 8 / 1024;

@@ -84,7 +84,7 @@ public sealed class QuantizeCommand(IAnsiConsole console) : Command<QuantizeComm
             {
                 var calTask = ctx.AddTask("calibrate", maxValue: 1);
                 var quantTask = ctx.AddTask("quantize", maxValue: 1);
-                var progress = new ImmediateProgress(p =>
+                var progress = new ImmediateProgress<QuantizationProgress>(p =>
                 {
                     cancellation.ThrowIfCancellationRequested();
                     var task = p.Stage == "quantize" ? quantTask : calTask;
@@ -134,23 +134,26 @@ public sealed class QuantizeCommand(IAnsiConsole console) : Command<QuantizeComm
         }
         if (s.Report is not null)
         {
-            using var buffer = new MemoryStream();
-            DataFrame.SaveCsv(quantized.Report, buffer);
-            AtomicFile.Write(s.Report, buffer.ToArray());
+            CsvFile.Save(quantized.Report, s.Report);
             console.MarkupLine($"per-layer report: {Markup.Escape(s.Report)}");
         }
         return 0;
     }
-
-    /// <summary>Reports on the calling thread (Progress&lt;T&gt; would post to the thread pool and lag).</summary>
-    private sealed class ImmediateProgress(Action<QuantizationProgress> report) : IProgress<QuantizationProgress>
-    {
-        public void Report(QuantizationProgress value) => report(value);
-    }
 }
 
-/// <summary>An <see cref="IProgress{T}"/> that reports synchronously.</summary>
+/// <summary>An <see cref="IProgress{T}"/> that reports on the calling thread (Progress&lt;T&gt; posts to the pool and lags).</summary>
 public sealed class ImmediateProgress<T>(Action<T> report) : IProgress<T>
 {
     public void Report(T value) => report(value);
+}
+
+/// <summary>A DataFrame written as CSV atomically (temp file + rename), so Ctrl+C never leaves half a file.</summary>
+public static class CsvFile
+{
+    public static void Save(DataFrame frame, string path)
+    {
+        using var buffer = new MemoryStream();
+        DataFrame.SaveCsv(frame, buffer);
+        AtomicFile.Write(path, buffer.ToArray());
+    }
 }

@@ -95,7 +95,7 @@ public sealed class ReportCommand(IAnsiConsole console) : Command<ReportCommand.
         var frames = reports.Values.Select(r => QuantizedLayerReport.ToDataFrame(r)).ToList();
         var all = frames[0];
         foreach (var f in frames.Skip(1)) all = all.Append(f.Rows, inPlace: false);
-        SaveCsv(all, Path.Combine(s.Out, "layers.csv"));
+        CsvFile.Save(all, Path.Combine(s.Out, "layers.csv"));
         var layers = reports.Values.First().Select(l => l.Layer).ToList();
         var images = new List<(string File, string Caption)>();
         ReportPlots.ProxyError(Path.Combine(s.Out, "proxy-error.png"), layers,
@@ -104,7 +104,7 @@ public sealed class ReportCommand(IAnsiConsole console) : Command<ReportCommand.
         images.Add(("proxy-error.png", "Relative proxy error tr(E A Eᵀ)/tr(W A Wᵀ) of every quantized layer, for each method."));
         if (plan is not null)
         {
-            SaveCsv(plan.ToDataFrame(), Path.Combine(s.Out, "plan.csv"));
+            CsvFile.Save(plan.ToDataFrame(), Path.Combine(s.Out, "plan.csv"));
             ReportPlots.BitsHeatmap(Path.Combine(s.Out, "bits-heatmap.png"), plan.Layers.Select(l => l.Layer).ToList(),
                 GroupBits(plan), $"MSAVQ: index bits per channel group (≤ {s.Budget.ToString(CultureInfo.InvariantCulture)} all-in)");
             images.Add(("bits-heatmap.png", "MSAVQ's structured allocation: index bits per weight of each input-column group (mean over its row groups). Columns are in the quantizer's order: sorted by modality affinity, image-heavy channels to the right."));
@@ -129,13 +129,6 @@ public sealed class ReportCommand(IAnsiConsole console) : Command<ReportCommand.
         AtomicFile.Write(Path.Combine(s.Out, "index.html"), Encoding.UTF8.GetBytes(Html(s, reports, images, skipped)));
         console.MarkupLine($"report: {Markup.Escape(Path.GetFullPath(Path.Combine(s.Out, "index.html")))}");
         return 0;
-    }
-
-    private static void SaveCsv(DataFrame frame, string path)
-    {
-        using var buffer = new MemoryStream();
-        DataFrame.SaveCsv(frame, buffer);
-        AtomicFile.Write(path, buffer.ToArray());
     }
 
     /// <summary>Index bits per (layer, column group), averaged over row groups; NaN where a layer has fewer groups.</summary>

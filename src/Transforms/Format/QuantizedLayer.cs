@@ -99,6 +99,14 @@ public sealed class QuantizedLayer
         return CodebookValues[tile].Select(q => q * scale).ToArray();
     }
 
+    /// <summary>Bits of the codes alone: ⌈log2 K_t⌉ per vector (VQ) or <see cref="Bits"/> per weight (scalar).</summary>
+    public double IndexBits()
+    {
+        if (Kind == QuantizedKind.Scalar) return (double)Codes.Length * Bits;
+        long perTile = (long)RowsPerGroup * ColumnsPerGroup / VectorDim;
+        return CodebookSizes.Sum(k => perTile * Math.Ceiling(Math.Log2(Math.Max(2, k))));
+    }
+
     /// <summary>Stored bits: codes at ⌈log2 K⌉ (VQ) or <see cref="Bits"/>, codebooks, scales, zeros, column maps.</summary>
     public double StoredBits()
     {
