@@ -18,22 +18,11 @@ namespace Msavq.Cli.Commands;
 /// </summary>
 public sealed class QuantizeCommand(IAnsiConsole console) : Command<QuantizeCommand.Settings>
 {
-    public sealed class Settings : CommandSettings
+    public sealed class Settings : QuantizationSettings
     {
-        [CommandOption("--model <CKPT>"), Description("A ShapesVlm checkpoint; default: the one shipped in the library.")]
-        public string? Model { get; init; }
 
         [CommandOption("--method <METHOD>"), Description("Rtn, Gptq, Gptvq or Msavq.")]
         public QuantizationMethod Method { get; init; } = Defaults.Method;
-
-        [CommandOption("--budget <BITS>"), Description("All-in average bits per weight over the quantized layers.")]
-        public double Budget { get; init; } = Defaults.TargetBitsPerWeight;
-
-        [CommandOption("--vector-dim <D>"), Description("d for the VQ methods (1, 2, 4 or 8).")]
-        public int VectorDimension { get; init; } = Defaults.VectorDimension;
-
-        [CommandOption("--calibration <N>"), Description("Calibration rows from the train split.")]
-        public int Calibration { get; init; } = 128;
 
         [CommandOption("--questions <N>"), Description("Test questions for the before/after table.")]
         public int Questions { get; init; } = 1000;
@@ -53,26 +42,14 @@ public sealed class QuantizeCommand(IAnsiConsole console) : Command<QuantizeComm
         [CommandOption("--seed <N>"), Description("k-means seed.")]
         public int Seed { get; init; } = Defaults.Seed;
 
-        [CommandOption("--threads <N>"), Description("Torch intra-op threads.")]
-        public int Threads { get; init; } = Environment.ProcessorCount;
-
-        [CommandOption("--verbose"), Description("Print stack traces on errors.")]
-        public bool Verbose { get; init; }
-
         public override ValidationResult Validate() =>
-            !(Budget > 0) || double.IsInfinity(Budget) ? ValidationResult.Error("--budget must be a positive number")
-            : VectorDimension is not (1 or 2 or 4 or 8) ? ValidationResult.Error("--vector-dim must be 1, 2, 4 or 8")
-            : Calibration < 1 ? ValidationResult.Error("--calibration must be >= 1")
-            : Questions < 1 ? ValidationResult.Error("--questions must be >= 1")
-            : ValidationResult.Success();
+            Questions < 1 ? ValidationResult.Error("--questions must be >= 1") : base.Validate();
     }
 
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellation)
     {
-        if (s.Model is not null && !File.Exists(s.Model)) throw new FileNotFoundException($"Model file not found: {s.Model}");
-        TorchSharp.torch.set_num_threads(s.Threads);
         var ml = new MLContext(seed: s.Seed);
-        using var model = s.Model is null ? ShapesVlm.LoadPretrained() : ShapesVlmCheckpoint.Load(s.Model);
+        using var model = s.LoadModel();
         var calib = ShapesVqa.Generate(ml, ShapesVqaSplit.Train, s.Calibration);
         var test = new ShapesVqaGenerator(ShapesVqa.SeedOf(ShapesVqaSplit.Test)).Take(s.Questions).ToList();
 

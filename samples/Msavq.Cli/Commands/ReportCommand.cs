@@ -21,46 +21,21 @@ namespace Msavq.Cli.Commands;
 /// </summary>
 public sealed class ReportCommand(IAnsiConsole console) : Command<ReportCommand.Settings>
 {
-    public sealed class Settings : CommandSettings
+    public sealed class Settings : QuantizationSettings
     {
         [CommandOption("--out <DIR>"), Description("Folder to write (created; files in it are replaced).")]
         public string Out { get; init; } = "report";
 
-        [CommandOption("--model <CKPT>"), Description("A ShapesVlm checkpoint; default: the one shipped in the library.")]
-        public string? Model { get; init; }
-
-        [CommandOption("--budget <BITS>"), Description("All-in bits per weight for every method.")]
-        public double Budget { get; init; } = Defaults.TargetBitsPerWeight;
-
-        [CommandOption("--vector-dim <D>"), Description("d for GPTVQ and MSAVQ.")]
-        public int VectorDimension { get; init; } = Defaults.VectorDimension;
-
-        [CommandOption("--calibration <N>"), Description("Calibration rows from the train split.")]
-        public int Calibration { get; init; } = 128;
-
         [CommandOption("--accuracy <CSV>"), Description("Accuracy table from 'msavq bench accuracy' for the accuracy-vs-bits plots.")]
         public string Accuracy { get; init; } = "bench/results/accuracy.csv";
 
-        [CommandOption("--threads <N>"), Description("Torch intra-op threads.")]
-        public int Threads { get; init; } = Environment.ProcessorCount;
-
-        [CommandOption("--verbose"), Description("Print stack traces on errors.")]
-        public bool Verbose { get; init; }
-
-        public override ValidationResult Validate() =>
-            !(Budget > 0) || double.IsInfinity(Budget) ? ValidationResult.Error("--budget must be a positive number")
-            : VectorDimension is not (1 or 2 or 4 or 8) ? ValidationResult.Error("--vector-dim must be 1, 2, 4 or 8")
-            : Calibration < 1 ? ValidationResult.Error("--calibration must be >= 1")
-            : ValidationResult.Success();
     }
 
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellation)
     {
-        if (s.Model is not null && !File.Exists(s.Model)) throw new FileNotFoundException($"Model file not found: {s.Model}");
-        TorchSharp.torch.set_num_threads(s.Threads);
+        using var model = s.LoadModel();
         Directory.CreateDirectory(s.Out);
         var ml = new MLContext(seed: Defaults.Seed);
-        using var model = s.Model is null ? ShapesVlm.LoadPretrained() : ShapesVlmCheckpoint.Load(s.Model);
         var calib = ShapesVqa.Generate(ml, ShapesVqaSplit.Train, s.Calibration);
 
         var reports = new Dictionary<string, IReadOnlyList<QuantizedLayerReport>>();
