@@ -1,4 +1,5 @@
 using System.Reflection;
+using Msavq.MLNet.Kernels;
 using Msavq.MLNet.Models.Layers;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -22,6 +23,7 @@ public sealed class ShapesVlm : nn.Module<Tensor, Tensor, Tensor>, IQuantizableM
     private readonly RmsNorm norm;
     private readonly Linear lm_head;
     private IReadOnlyList<QuantizableLayer>? _quantizable;
+    private int _lookupLayers;
 
     public const string PretrainedResource = "Msavq.MLNet.Models.Pretrained.shapes-vlm.ckpt";
 
@@ -122,9 +124,38 @@ public sealed class ShapesVlm : nn.Module<Tensor, Tensor, Tensor>, IQuantizableM
 
     IQuantizableModel IQuantizableModel.Clone() => Clone();
 
+    /// <summary>
+    /// Swaps in a <see cref="QuantizedLinear"/> for every stored layer the look-up kernels run (vector-quantized,
+    /// K ≤ 256), freeing its fp32 Linear; the others keep their decoded weights. For inference: afterwards the
+    /// swapped layers leave <see cref="QuantizableLayers"/> and the model cannot be cloned. Returns how many were swapped.
+    /// <paramref name="smallBatchRows"/>: most activation rows per call that take the look-up kernel (decoding).
+    /// </summary>
+    public int UseLookupKernels(Format.QuantizedModel quantized, LutKernelOptions? kernel = null, int smallBatchRows = 8)
+    {
+        ArgumentNullException.ThrowIfNull(quantized);
+        var byName = QuantizableLayers.ToDictionary(l => l.Name);
+        int swapped = 0;
+        foreach (var layer in quantized.Layers)
+        {
+            if (!PackedVqWeight.Supports(layer, out _)) continue;
+            if (!byName.TryGetValue(layer.Name, out var target))
+                throw new ArgumentException($"Layer '{layer.Name}' is not a quantizable layer of this model.", nameof(quantized));
+            if (target.Module.out_features != layer.Rows || target.Module.in_features != layer.Columns)
+                throw new ArgumentException($"Layer '{layer.Name}' is {layer.Rows}×{layer.Columns} stored but {target.Module.out_features}×{target.Module.in_features} here.", nameof(quantized));
+            var old = ModuleReplacement.Replace(this, layer.Name, new QuantizedLinear(layer, target.Module.bias, kernel, smallBatchRows));
+            old.Dispose();
+            swapped++;
+        }
+        _lookupLayers += swapped;
+        _quantizable = null;
+        return swapped;
+    }
+
     /// <summary>A copy with the same configuration and parameter values, on the same device.</summary>
     public ShapesVlm Clone()
     {
+        if (_lookupLayers > 0)
+            throw new InvalidOperationException("This model runs QuantizedLinear layers (UseLookupKernels); clone the model before swapping them in.");
         var copy = new ShapesVlm(Config);
         copy.to(Device);
         using var _ = no_grad();
@@ -258,7 +289,7 @@ public sealed class ShapesVlm : nn.Module<Tensor, Tensor, Tensor>, IQuantizableM
     /// <summary>Two-layer MLP mapping image features into the language model's width.</summary>
     private sealed class Projector : nn.Module<Tensor, Tensor>
     {
-        private readonly Linear fc1, fc2;
+        private readonly nn.Module<Tensor, Tensor> fc1, fc2;
 
         public Projector(string name, int inWidth, int outWidth) : base(name)
         {

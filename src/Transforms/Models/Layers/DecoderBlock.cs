@@ -10,7 +10,7 @@ public sealed class DecoderBlock : nn.Module<Tensor, Tensor>
 {
     private readonly RmsNorm input_norm, post_attention_norm;
     private readonly SelfAttention self_attn;
-    private readonly Linear gate_proj, up_proj, down_proj;
+    private readonly nn.Module<Tensor, Tensor> gate_proj, up_proj, down_proj;
 
     public DecoderBlock(string name, int width, int heads, int mlp) : base(name)
     {
@@ -23,7 +23,7 @@ public sealed class DecoderBlock : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    public IEnumerable<Linear> ResidualOutputs => new[] { self_attn.Output, down_proj };
+    public IEnumerable<Linear> ResidualOutputs => new[] { self_attn.Output, (Linear)down_proj };
 
     public override Tensor forward(Tensor x)
     {

@@ -8,7 +8,8 @@ namespace Msavq.MLNet.Models.Layers;
 /// <summary>Multi-head self-attention with separate q/k/v/o projections (the layers GPTQ-style methods quantize).</summary>
 public sealed class SelfAttention : nn.Module<Tensor, Tensor>
 {
-    private readonly Linear q_proj, k_proj, v_proj, o_proj;
+    // Module-typed so a QuantizedLinear can take a projection's place (ShapesVlm.UseLookupKernels).
+    private readonly nn.Module<Tensor, Tensor> q_proj, k_proj, v_proj, o_proj;
     private readonly int _heads;
     private readonly bool _causal;
 
@@ -25,7 +26,7 @@ public sealed class SelfAttention : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>The output projection, which residual-scaled init treats specially.</summary>
-    public Linear Output => o_proj;
+    public Linear Output => (Linear)o_proj;
 
     public override Tensor forward(Tensor x)
     {

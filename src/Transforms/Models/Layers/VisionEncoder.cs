@@ -10,7 +10,7 @@ public sealed class VisionBlock : nn.Module<Tensor, Tensor>
 {
     private readonly LayerNorm norm1, norm2;
     private readonly SelfAttention attn;
-    private readonly Linear fc1, fc2;
+    private readonly nn.Module<Tensor, Tensor> fc1, fc2;
 
     public VisionBlock(string name, int width, int heads, int mlp) : base(name)
     {
@@ -22,7 +22,7 @@ public sealed class VisionBlock : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    public IEnumerable<Linear> ResidualOutputs => new[] { attn.Output, fc2 };
+    public IEnumerable<Linear> ResidualOutputs => new[] { attn.Output, (Linear)fc2 };
 
     public override Tensor forward(Tensor x)
     {
