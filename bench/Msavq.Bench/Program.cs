@@ -22,6 +22,9 @@ switch (cmd)
         Msavq.Cli.IO.NpyFile.Write(Path.Combine(dir, "H.npy"), layer.A);
         return 0;
     }
+    case "answers":
+        // ShapesVlm answers/s: FP vs the 2-bit model on decoded weights and on QuantizedLinear.
+        return AnswerThroughput.Run(Arg("--questions", 500), Arg("--calibration", 128), Arg("--batch", 1));
     case "kernels":
         // BenchmarkDotNet: 4096² layer, fp32 linear vs C# GEMV vs 2-bit look-ups, hot and cold; read bandwidth.
         return Msavq.Bench.Kernels.KernelBenchmarks.Run(args[1..]);
@@ -29,6 +32,7 @@ switch (cmd)
         Console.Error.WriteLine("usage: msavq-bench proxy [--size N] [--samples N] [--seed N]\n" +
                                 "       msavq-bench quantize-time gptq|gptvq-d2|gptvq-d4|ldlq-shift [--size N]\n" +
                                 "       msavq-bench export-layer [--size N] [--samples N] [--seed N] --out DIR\n" +
+                                "       msavq-bench answers [--questions N] [--calibration N] [--batch N]\n" +
                                 "       msavq-bench kernels [BenchmarkDotNet arguments, e.g. --filter *LinearKernel*]");
         return 2;
 }

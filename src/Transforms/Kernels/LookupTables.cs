@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
@@ -24,6 +25,7 @@ internal static unsafe class LookupTables
     /// slice <paramref name="x"/> (the tile's C columns), and the max |T| of each scale group into <paramref name="groupMax"/>.
     /// Padded entries (k ≥ K) come out 0 because the codebook is zero-padded.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // kernels: skip tier-0 code
     public static void Build(PackedVqWeight w, int tile, float* x, float* table, float* groupMax, bool simd)
     {
         int s = w.Stride[tile], d = w.D, positions = w.Positions;
@@ -71,6 +73,7 @@ internal static unsafe class LookupTables
     /// Rounds the table to int8, one scale (group max / 127) per group, written to <paramref name="scales"/>.
     /// Inputs must be finite (the kernel screens activations first).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // kernels: skip tier-0 code
     public static void Quantize(float* table, int positions, int stride, float* groupMax, sbyte* q, float* scales, bool simd)
     {
         for (int g = 0; g * PositionsPerScale < positions; g++)

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
@@ -88,6 +89,7 @@ public static unsafe class LutKernel
 
     // Codes are in the permuted column order (docs/quantized-format.md): gather x once instead of scattering W.
     // Non-finite values are zeroed here (int8 scales would turn them into garbage) and their rows set to NaN after.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // kernels: skip tier-0 code
     private static float[] Permute(PackedVqWeight w, ReadOnlySpan<float> x, int batch)
     {
         var xp = new float[x.Length];
@@ -118,6 +120,7 @@ public static unsafe class LutKernel
     }
 
     // One thread's share: column groups [cg0, cg1), every row group.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // kernels: skip tier-0 code
     private static float[] Part(PackedVqWeight w, float[] xp, int batch, int cg0, int cg1, bool exact, bool useSimd)
     {
         var acc = new float[batch * w.Rows];
@@ -149,6 +152,7 @@ public static unsafe class LutKernel
         return acc;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // kernels: skip tier-0 code
     private static void FloatTile(PackedVqWeight w, int tile, float* table, int stride, float* y)
     {
         for (int r = 0; r < w.RowsPerGroup; r++)
@@ -159,6 +163,7 @@ public static unsafe class LutKernel
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // kernels: skip tier-0 code
     private static void ByteTile(byte* codes, sbyte* table, int stride, int positions, int rows, int block, float* scales, float* y)
     {
         const int G = LookupTables.PositionsPerScale;
@@ -183,6 +188,7 @@ public static unsafe class LutKernel
 
     // 8 rows per step: their 8 byte indices at a position become 8 dword offsets into the int8 table, one gather
     // fetches the entries (4 bytes each; the scratch has 4 bytes of slack), and shifts sign-extend the low byte.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // kernels: skip tier-0 code
     private static void Avx2ByteTile(byte* codes, sbyte* table, int stride, int positions, int rows, float* scales, float* y)
     {
         const int G = LookupTables.PositionsPerScale;
@@ -207,6 +213,7 @@ public static unsafe class LutKernel
     }
 
     // Portable twin of the AVX2 path for CPUs without it (same layout, same sums).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // kernels: skip tier-0 code
     private static void NibbleTile(byte* codes, sbyte* table, int positions, int rows, float* scales, float* y)
     {
         const int PairsPerScale = LookupTables.PositionsPerScale / 2;
@@ -234,6 +241,7 @@ public static unsafe class LutKernel
     // 32 rows per step: one 32-byte load holds two positions' indices; vpshufb looks each up in that position's
     // 16-entry table; interleaving the two results and vpmaddubsw with ones adds them into int16 lanes (at most
     // PositionsPerScale/2 · 254 per scale group, far from overflow).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // kernels: skip tier-0 code
     private static void Avx2NibbleTile(byte* codes, sbyte* table, int positions, int rows, float* scales, float* y)
     {
         const int PairsPerScale = LookupTables.PositionsPerScale / 2;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Msavq.MLNet.Format;
 
 namespace Msavq.MLNet.Kernels;
@@ -145,28 +146,52 @@ public sealed class PackedVqWeight
     /// Rows [<paramref name="start"/>, start + count) of the decoded weight (row scales and column order applied),
     /// row-major into <paramref name="w"/> — the large-batch path multiplies by these a slab at a time.
     /// </summary>
-    public void DequantizeRows(int start, int count, Span<float> w)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // decoding runs per large-batch call: skip tier-0 code
+    public unsafe void DequantizeRows(int start, int count, Span<float> w)
     {
         if (start < 0 || count < 0 || start + count > Rows) throw new ArgumentOutOfRangeException(nameof(count));
         if (w.Length < count * Columns) throw new ArgumentException("Destination too small.", nameof(w));
-        for (int i = 0; i < count; i++)
-        {
-            int row = start + i, rg = row / RowsPerGroup, r = row % RowsPerGroup;
-            float scale = RowScales?[row] ?? 1f;
-            var dst = w.Slice(i * Columns, Columns);
-            for (int cg = 0; cg < ColumnGroups; cg++)
+        var row = new float[Columns];
+        var codes = new int[Positions];
+        fixed (float* books = Codebooks)
+            for (int i = 0; i < count; i++)
             {
-                int t = rg * ColumnGroups + cg, k = Stride[t], book = CodebookOffset[t];
-                for (int p = 0; p < Positions; p++)
+                int at = start + i, rg = at / RowsPerGroup, r = at % RowsPerGroup;
+                // Decode in code order (permuted columns), then place the columns.
+                for (int cg = 0; cg < ColumnGroups; cg++)
                 {
-                    int code = Code(t, r, p);
-                    for (int e = 0; e < D; e++)
-                    {
-                        int j = cg * ColumnsPerGroup + p * D + e;
-                        dst[ColumnOrder?[j] ?? j] = Codebooks[book + e * k + code] * scale;
-                    }
+                    int t = rg * ColumnGroups + cg, s = Stride[t];
+                    TileRowCodes(t, r, codes);
+                    float* book = books + CodebookOffset[t];
+                    int j0 = cg * ColumnsPerGroup;
+                    for (int p = 0; p < Positions; p++)
+                        for (int e = 0; e < D; e++) row[j0 + p * D + e] = book[e * s + codes[p]];
                 }
+                var dst = w.Slice(i * Columns, Columns);
+                float scale = RowScales?[at] ?? 1f;
+                if (ColumnOrder is { } order)
+                    for (int j = 0; j < Columns; j++) dst[order[j]] = row[j] * scale;
+                else
+                    for (int j = 0; j < Columns; j++) dst[j] = row[j] * scale;
             }
+    }
+
+    // The indices of one row of a tile, in position order.
+    private void TileRowCodes(int tile, int r, int[] codes)
+    {
+        long o = CodeOffset[tile];
+        if (Layout[tile] == TileCodes.Bytes)
+        {
+            long first = o + (r / ByteBlockRows) * ByteBlockRows * Positions + r % ByteBlockRows;
+            for (int p = 0; p < Positions; p++) codes[p] = Codes[first + p * ByteBlockRows];
+            return;
+        }
+        long start = o + (r / BlockRows) * BlockRows * Positions / 2 + r % BlockRows;
+        for (int q = 0; q < Positions / 2; q++)
+        {
+            byte b = Codes[start + q * BlockRows];
+            codes[2 * q] = b & 0x0F;
+            codes[2 * q + 1] = b >> 4;
         }
     }
 }

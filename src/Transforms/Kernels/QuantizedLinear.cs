@@ -14,6 +14,8 @@ public sealed class QuantizedLinear : nn.Module<Tensor, Tensor>
 {
     /// <summary>Rows per decoded slab on the large-batch path (bounds its temporary memory).</summary>
     public const int SlabRows = 512;
+    /// <summary>Weights per look-up thread; smaller layers use fewer threads than <see cref="LutKernelOptions.Threads"/>.</summary>
+    public const long WeightsPerThread = 1 << 19;
 
     private readonly Tensor? _bias;
 
@@ -27,7 +29,10 @@ public sealed class QuantizedLinear : nn.Module<Tensor, Tensor>
         if (bias is not null && (bias.dim() != 1 || bias.shape[0] != layer.Rows))
             throw new ArgumentException($"Layer '{layer.Name}': bias of shape [{string.Join(", ", bias.shape)}], [{layer.Rows}] expected.", nameof(bias));
         _bias = bias?.detach().to(ScalarType.Float32).clone().DetachFromDisposeScope();
-        Kernel = kernel ?? LutKernelOptions.Default;
+        kernel ??= LutKernelOptions.Default;
+        // Below ~512K weights per thread, waking a second thread costs more than it saves.
+        int threads = (int)Math.Clamp((long)layer.Rows * layer.Columns / WeightsPerThread, 1, kernel.Threads);
+        Kernel = new LutKernelOptions { ExactLookups = kernel.ExactLookups, UseSimd = kernel.UseSimd, Threads = threads };
         SmallBatchRows = smallBatchRows;
     }
 
