@@ -14,7 +14,8 @@ public sealed class PipelinePersistenceTests
     {
         var ml = new MLContext(0);
         var pipeline = TinyChain.Fit(ml, QuantizationMethod.Msavq, 2.75, TinyVlm.Create(21), CalibrationMode.OneShot);
-        var test = ShapesVqa.Generate(ml, ShapesVqaSplit.Test, 24);
+        const int Questions = 500; // issue 5: identical predictions on 500 test questions after a fresh-process load
+        var test = ShapesVqa.Generate(ml, ShapesVqaSplit.Test, Questions);
         string path = Path.Combine(Path.GetTempPath(), $"msavq-{Guid.NewGuid():N}.zip");
         Msavq.Save(ml, pipeline, test.Schema, path);
 
@@ -22,7 +23,7 @@ public sealed class PipelinePersistenceTests
         var loaded = fresh.Msavq().Load(path, out var schema);
         Assert.IsNotNull(schema.GetColumnOrNull("Image"));
         var before = pipeline.Transform(test);
-        var after = loaded.Transform(ShapesVqa.Generate(fresh, ShapesVqaSplit.Test, 24));
+        var after = loaded.Transform(ShapesVqa.Generate(fresh, ShapesVqaSplit.Test, Questions));
         CollectionAssert.AreEqual(before.GetColumn<string>("PredictedAnswer").ToArray(), after.GetColumn<string>("PredictedAnswer").ToArray());
         CollectionAssert.AreEqual(before.GetColumn<float>("Score").ToArray(), after.GetColumn<float>("Score").ToArray());
 
@@ -32,7 +33,7 @@ public sealed class PipelinePersistenceTests
             RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
         };
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "msavq.dll"));
-        foreach (var a in new[] { "predict", "--pipeline", path, "--questions", "24" }) psi.ArgumentList.Add(a);
+        foreach (var a in new[] { "predict", "--pipeline", path, "--questions", Questions.ToString() }) psi.ArgumentList.Add(a);
         using var child = System.Diagnostics.Process.Start(psi)!;
         string stdout = child.StandardOutput.ReadToEnd();
         string stderr = child.StandardError.ReadToEnd();

@@ -63,6 +63,10 @@ public sealed class QuantizedLinearTests
         var int8 = decoded.Clone();
         int8.UseLookupKernels(q.Quantized, smallBatchRows: int.MaxValue);
         Assert.IsLessThan(0.02, RelativeError(int8.AnswerLogits(batch), reference));
+        var mixed = decoded.Clone();
+        mixed.UseLookupKernels(q.Quantized, smallBatchRows: int.MaxValue, exactLayers: q.Quantized.Layers.Select(l => l.Name));
+        Assert.IsLessThan(1e-5, RelativeError(mixed.AnswerLogits(batch), reference));
+        Assert.Throws<ArgumentException>(() => decoded.Clone().UseLookupKernels(q.Quantized, exactLayers: new[] { "no.such.layer" }));
         var slabs = decoded.Clone();
         slabs.UseLookupKernels(q.Quantized);
         Assert.IsLessThan(1e-5, RelativeError(slabs.AnswerLogits(batch), reference));
