@@ -12,7 +12,7 @@ namespace Msavq.MLNet.Models;
 /// [bos; image tokens; question tokens; answer tokens], answering by next-token prediction through lm_head.
 /// Every Linear is invoked with <c>call()</c>, so forward hooks see it.
 /// </summary>
-public sealed class ShapesVlm : nn.Module<Tensor, Tensor, Tensor>, IQuantizableModel
+public sealed class ShapesVlm : nn.Module<Tensor, Tensor, Tensor>, IVqaModel
 {
     private readonly VisionEncoder vision;
     private readonly Projector projector;
@@ -194,6 +194,12 @@ public sealed class ShapesVlm : nn.Module<Tensor, Tensor, Tensor>, IQuantizableM
         };
     }
 
+    ModelBatch IQuantizableModel.Encode(IReadOnlyList<VqaInput> rows) => Encode(rows);
+
+    Tensor IQuantizableModel.Logits(ModelBatch batch) => Logits(batch as VlmBatch
+        ?? throw new ArgumentException($"ShapesVlm needs a {nameof(VlmBatch)} (from its own Encode), got {batch.GetType().Name}.", nameof(batch)));
+
+    /// <summary>Next-token logits over the whole sequence, [batch, length, vocabulary], aligned with the batch's labels.</summary>
     public Tensor Logits(VlmBatch batch) => call(batch.Pixels, batch.Tokens);
 
     public Tensor Loss(VlmBatch batch) => LossFromLogits(Logits(batch), batch);
