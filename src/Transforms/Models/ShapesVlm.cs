@@ -123,16 +123,7 @@ public sealed class ShapesVlm : nn.Module<Tensor, Tensor, Tensor>, IVqaModel
     IQuantizableModel IQuantizableModel.Clone() => Clone();
 
     /// <summary>A copy with the same configuration and parameter values, on the same device.</summary>
-    public ShapesVlm Clone()
-    {
-        var copy = new ShapesVlm(Config);
-        copy.to(Device);
-        using var _ = no_grad();
-        var source = state_dict();
-        foreach (var (name, t) in copy.state_dict()) t.copy_(source[name]);
-        copy.train(training);
-        return copy;
-    }
+    public ShapesVlm Clone() => ModuleCopy.From(new ShapesVlm(Config), this, Device);
 
     public VlmBatch Encode(IReadOnlyList<VqaInput> rows)
     {

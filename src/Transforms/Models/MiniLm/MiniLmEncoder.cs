@@ -204,14 +204,5 @@ public sealed class MiniLmEncoder : nn.Module<Tensor, Tensor, Tensor>, IQuantiza
     IQuantizableModel IQuantizableModel.Clone() => Clone();
 
     /// <summary>A copy with the same configuration, tokenizer and parameter values, on the same device.</summary>
-    public MiniLmEncoder Clone()
-    {
-        var copy = new MiniLmEncoder(Config, Tokenizer);
-        copy.to(Device);
-        using var _ = no_grad();
-        var source = state_dict();
-        foreach (var (name, t) in copy.state_dict()) t.copy_(source[name]);
-        copy.train(training);
-        return copy;
-    }
+    public MiniLmEncoder Clone() => ModuleCopy.From(new MiniLmEncoder(Config, Tokenizer), this, Device);
 }
