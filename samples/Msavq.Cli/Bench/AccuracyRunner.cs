@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Microsoft.ML;
 using Msavq.MLNet;
 using Msavq.MLNet.Calibration;
@@ -24,18 +23,14 @@ public sealed class AccuracyRunner(MLContext ml, ShapesVlm model, int calibratio
         var calibData = ShapesVqa.Generate(ml, ShapesVqaSplit.Train, calibrationRows);
         var collector = ml.Msavq().CollectCalibration(model).Fit(calibData);
         var chain = new ExperimentChain(ml, collector.Transform(calibData), settings);
-        foreach (var e in experiments)
+        foreach (var (e, q, error, seconds) in chain.FitAll(experiments, status))
         {
-            status?.Invoke($"{e.Name} at ≤ {e.Budget:0.##} bits/weight");
-            var clock = Stopwatch.StartNew();
-            var (q, error) = chain.Fit(e);
             if (q is null)
             {
                 yield return new AccuracyResult(e, double.NaN, double.NaN, double.NaN, new Dictionary<string, double>(),
-                    double.NaN, double.NaN, double.NaN, clock.Elapsed.TotalSeconds, error);
+                    double.NaN, double.NaN, double.NaN, seconds, error);
                 continue;
             }
-            double seconds = clock.Elapsed.TotalSeconds;
             var eval = VqaEvaluator.Evaluate((IVqaModel)q.Model, test);
             double kib = q.Layers.Sum(l => l.BitsPerWeight * l.Weights) / 8 / 1024;
             yield return new AccuracyResult(e, q.BitsPerWeight, kib, eval.Accuracy,

@@ -23,6 +23,22 @@ public sealed record ChainSettings(int VectorDimension, int Seed)
 /// </summary>
 public sealed class ExperimentChain(MLContext ml, IDataView calibrated, ChainSettings s)
 {
+    /// <summary>
+    /// Each experiment in turn: its quantizer (null with the reason when the method cannot meet the budget) and the
+    /// seconds the fit took. The caller evaluates and disposes each quantizer's model before asking for the next.
+    /// </summary>
+    public IEnumerable<(AccuracyExperiment Experiment, MixedPrecisionVqTransformer? Quantizer, string? Error, double Seconds)> FitAll(
+        IReadOnlyList<AccuracyExperiment> experiments, Action<string>? status)
+    {
+        foreach (var e in experiments)
+        {
+            status?.Invoke($"{e.Name} at ≤ {e.Budget:0.##} bits/weight");
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            var (q, error) = Fit(e);
+            yield return (e, q, error, clock.Elapsed.TotalSeconds);
+        }
+    }
+
     /// <summary>The quantizer, or the reason the method cannot meet the budget (a result, not a crash).</summary>
     public (MixedPrecisionVqTransformer? Quantizer, string? Error) Fit(AccuracyExperiment e)
     {

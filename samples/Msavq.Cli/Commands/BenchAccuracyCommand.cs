@@ -16,6 +16,8 @@ public sealed class BenchAccuracyCommand(IAnsiConsole console) : Command<BenchAc
 {
     public sealed class Settings : BenchSettings
     {
+        public Settings() => Csv = "bench/results/accuracy.csv";
+
         [CommandOption("--questions <N>"), Description("Test questions (the first N of the test split).")]
         public int Questions { get; init; } = 2000;
 
@@ -27,12 +29,6 @@ public sealed class BenchAccuracyCommand(IAnsiConsole console) : Command<BenchAc
 
         [CommandOption("--split <SPLIT>"), Description("Evaluation split: test (the table) or validation (tuning).")]
         public ShapesVqaSplit Split { get; init; } = ShapesVqaSplit.Test;
-
-        [CommandOption("--results <PATH>"), Description("Markdown file whose accuracy section is replaced; 'none' to skip.")]
-        public string Results { get; init; } = "bench/RESULTS.md";
-
-        [CommandOption("--csv <PATH>"), Description("CSV with every measured number; 'none' to skip.")]
-        public string Csv { get; init; } = "bench/results/accuracy.csv";
 
         public override ValidationResult Validate()
         {
@@ -51,17 +47,8 @@ public sealed class BenchAccuracyCommand(IAnsiConsole console) : Command<BenchAc
         var experiments = s.Selected(AccuracyExperiment.Standard(s.ParsedBudgets(), s.AblationBudget));
         if (s.Split == ShapesVqaSplit.Train) throw new ArgumentException("--split train would evaluate on the calibration split.");
         var runner = new AccuracyRunner(ml, model, s.Calibration, test, s.Chain());
-        var results = new List<AccuracyResult>();
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        console.Status().Start("starting", ctx =>
-        {
-            foreach (var r in runner.Run(experiments, msg => ctx.Status(Markup.Escape(msg))))
-            {
-                cancellation.ThrowIfCancellationRequested();
-                results.Add(r);
-                console.MarkupLine(Markup.Escape(Line(r)));
-            }
-        });
+        var results = BenchSettings.RunWithStatus(console, status => runner.Run(experiments, status), Line, cancellation);
         var fp = runner.FullPrecision;
         string markdown = Markdown(s, fp, results, model, clock.Elapsed);
         console.WriteLine(markdown);

@@ -40,6 +40,12 @@ public abstract class BenchSettings : CommandSettings
     [CommandOption("--seed <N>"), Description("k-means seed.")]
     public int Seed { get; init; } = Defaults.Seed;
 
+    [CommandOption("--results <PATH>"), Description("Markdown file whose section of this table is replaced; 'none' to skip.")]
+    public string Results { get; init; } = "bench/RESULTS.md";
+
+    [CommandOption("--csv <PATH>"), Description("CSV with every measured number; 'none' to skip.")]
+    public string Csv { get; init; } = "none";
+
     [CommandOption("--threads <N>"), Description("Torch intra-op threads.")]
     public int Threads { get; init; } = Environment.ProcessorCount;
 
@@ -64,6 +70,27 @@ public abstract class BenchSettings : CommandSettings
     public string ChainArguments() =>
         $"--beta {Beta} --trust {Trust} --weights-per-codebook {WeightsPerCodebook} --columns-per-group {ColumnsPerGroup}" +
         $"{((RowScales ?? Defaults.RowScales) ? " --row-scales" : "")} --budgets {Budgets} --vector-dim {VectorDimension} --seed {Seed}";
+
+    /// <summary>
+    /// Runs <paramref name="run"/> under a status line, printing each result as it comes and handing the results so
+    /// far to <paramref name="afterEach"/>; returns them all.
+    /// </summary>
+    public static List<T> RunWithStatus<T>(IAnsiConsole console, Func<Action<string>, IEnumerable<T>> run, Func<T, string> line,
+                                           CancellationToken cancellation, Action<List<T>>? afterEach = null)
+    {
+        var results = new List<T>();
+        console.Status().Start("starting", ctx =>
+        {
+            foreach (var r in run(msg => ctx.Status(Markup.Escape(msg))))
+            {
+                cancellation.ThrowIfCancellationRequested();
+                results.Add(r);
+                console.MarkupLine(Markup.Escape(line(r)));
+                afterEach?.Invoke(results);
+            }
+        });
+        return results;
+    }
 
     public override ValidationResult Validate()
     {
