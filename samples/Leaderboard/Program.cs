@@ -39,7 +39,7 @@ var leaderboard = new DataFrame(method, budget, bits, accuracy, agreement).Order
 Console.WriteLine($"Full precision: accuracy {fpAnswers.Zip(truth).Average(t => t.First == t.Second ? 1.0 : 0.0):P1} on {truth.Length} validation questions");
 Console.WriteLine(leaderboard.ToString());
 
-string[] Predict(IQuantizableModel model)
+string[] Predict(IVqaModel model)
 {
     var rows = ShapesVqa.Rows(300, ShapesVqa.SeedOf(ShapesVqaSplit.Validation)).ToList();
     var answers = new List<string>();

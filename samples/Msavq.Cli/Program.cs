@@ -52,6 +52,9 @@ public static class Program
                 b.AddCommand<BenchAccuracyCommand>("accuracy")
                     .WithDescription("Accuracy, agreement, KL and bits of RTN, GPTQ, GPTVQ and MSAVQ on the shipped model (test split).")
                     .WithExample("bench", "accuracy", "--questions", "2000");
+                b.AddCommand<BenchMiniLmCommand>("minilm")
+                    .WithDescription("Mean cosine, top-1 neighbour agreement and bits of RTN, GPTQ, GPTVQ and MSAVQ on all-MiniLM-L6-v2.")
+                    .WithExample("bench", "minilm", "--sentences", "1000");
             });
             c.SetExceptionHandler((ex, _) => CliErrors.Report(ex, console ?? AnsiConsole.Console, args));
         });

@@ -12,8 +12,11 @@ public sealed class MsavqCatalog
 
     public MLContext Context { get; }
 
-    /// <summary>Collect per-layer calibration statistics of <paramref name="model"/> over image + text rows.</summary>
-    public CalibrationCollector CollectCalibration(IQuantizableModel model, string imageColumn = Defaults.ImageColumn,
+    /// <summary>
+    /// Collect per-layer calibration statistics of <paramref name="model"/> over image + text rows
+    /// (<paramref name="imageColumn"/> null for a text-only model).
+    /// </summary>
+    public CalibrationCollector CollectCalibration(IQuantizableModel model, string? imageColumn = Defaults.ImageColumn,
         string textColumn = Defaults.TextColumn, string answerColumn = Defaults.AnswerColumn) =>
         new(new CalibrationCollector.Options
         {

@@ -19,13 +19,19 @@ public sealed class MixedPrecisionVqTransformer : ITransformer
     public const string ScoreColumn = "Score";
 
     private readonly MLContext _ml;
-    private readonly ITransformer _mapping;
+    /// <summary>The VQA scoring mapping; null for models that are not an <see cref="IVqaModel"/>.</summary>
+    private readonly ITransformer? _mapping;
 
     /// <param name="model">The quantized model (its weights already replaced).</param>
     /// <param name="layers">One entry per quantized layer.</param>
     /// <param name="inputSchema">A schema with the image and question columns (their types are taken from it).</param>
+    /// <param name="imageColumn">The image column; null for a model that is not an <see cref="IVqaModel"/>.</param>
+    /// <remarks>
+    /// Only an <see cref="IVqaModel"/> scores rows (PredictedAnswer, Score). For any other model (a sentence encoder)
+    /// the transformer passes rows through and the quantized network is <see cref="Model"/>.
+    /// </remarks>
     public MixedPrecisionVqTransformer(MLContext ml, IQuantizableModel model, IReadOnlyList<QuantizedLayerReport> layers,
-                                       QuantizedModel quantized, DataViewSchema inputSchema, string imageColumn, string questionColumn)
+                                       QuantizedModel quantized, DataViewSchema inputSchema, string? imageColumn, string questionColumn)
     {
         Quantized = quantized ?? throw new ArgumentNullException(nameof(quantized));
         _ml = ml ?? throw new ArgumentNullException(nameof(ml));
@@ -33,10 +39,12 @@ public sealed class MixedPrecisionVqTransformer : ITransformer
         Layers = layers;
         ImageColumn = imageColumn;
         QuestionColumn = questionColumn;
+        if (model is not IVqaModel vqa) return;
+        if (imageColumn is null) throw new ArgumentNullException(nameof(imageColumn), "A VQA model scores from an image column.");
         ScoringSchema.Validate(inputSchema, imageColumn, questionColumn);
         var definition = ScoringSchema.InputDefinition(inputSchema, imageColumn, questionColumn);
         var empty = ml.Data.LoadFromEnumerable(Array.Empty<VqaScoringInput>(), definition);
-        _mapping = ml.Transforms.CustomMapping<VqaScoringInput, VqaScoringOutput>((i, o) => Score(Model, i, o), Msavq.ContractName,
+        _mapping = ml.Transforms.CustomMapping<VqaScoringInput, VqaScoringOutput>((i, o) => Score(vqa, i, o), Msavq.ContractName,
             inputSchemaDefinition: definition).Fit(empty);
     }
 
@@ -45,7 +53,7 @@ public sealed class MixedPrecisionVqTransformer : ITransformer
     /// <summary>The quantized layers as stored (codes, codebooks, scales), which <see cref="Model"/> runs with.</summary>
     public QuantizedModel Quantized { get; }
     public IReadOnlyList<QuantizedLayerReport> Layers { get; }
-    public string ImageColumn { get; }
+    public string? ImageColumn { get; }
     public string QuestionColumn { get; }
 
     /// <summary>One row per quantized layer: shape, method, bits per weight (index + overhead), proxy error, time.</summary>
@@ -85,30 +93,30 @@ public sealed class MixedPrecisionVqTransformer : ITransformer
 
     public bool IsRowToRowMapper => true;
 
-    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema)
-    {
-        ScoringSchema.Validate(inputSchema, ImageColumn, QuestionColumn);
-        return _mapping.GetOutputSchema(inputSchema);
-    }
+    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema) => Mapping(inputSchema).GetOutputSchema(inputSchema);
 
-    public IDataView Transform(IDataView input)
-    {
-        ScoringSchema.Validate(input.Schema, ImageColumn, QuestionColumn);
-        return _mapping.Transform(input);
-    }
+    public IDataView Transform(IDataView input) => Mapping(input.Schema).Transform(input);
 
-    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema)
-    {
-        ScoringSchema.Validate(inputSchema, ImageColumn, QuestionColumn);
-        return _mapping.GetRowToRowMapper(inputSchema);
-    }
+    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => Mapping(inputSchema).GetRowToRowMapper(inputSchema);
 
     // Saves as its CustomMapping (contract Msavq.ContractName); Msavq.Save adds the quantized layers to the zip.
-    void ICanSaveModel.Save(ModelSaveContext ctx) => ((ICanSaveModel)_mapping).Save(ctx);
+    void ICanSaveModel.Save(ModelSaveContext ctx) => ((ICanSaveModel)(_mapping
+        ?? throw new NotSupportedException($"Only a VQA model's pipeline can be saved; {Model.GetType().Name} has no scoring mapping (use SaveQuantized).")))
+        .Save(ctx);
+
+    private static readonly TransformerChain<ITransformer> Identity = new();
+
+    /// <summary>The scoring mapping after checking the columns, or the identity for a model that does not score rows.</summary>
+    private ITransformer Mapping(DataViewSchema schema)
+    {
+        if (_mapping is null) return Identity;
+        ScoringSchema.Validate(schema, ImageColumn!, QuestionColumn);
+        return _mapping;
+    }
 
     // Called per row from cursor getters, possibly on several threads: no_grad and scopes are thread-local,
     // so they are opened here (architecture.md §6).
-    internal static void Score(IQuantizableModel model, VqaScoringInput input, VqaScoringOutput output)
+    internal static void Score(IVqaModel model, VqaScoringInput input, VqaScoringOutput output)
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();

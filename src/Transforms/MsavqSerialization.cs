@@ -22,9 +22,9 @@ public static class Msavq
     public const string QuantizedEntry = "Msavq/quantized.msavq";
     public const string BaseModelEntry = "Msavq/base-model.ckpt";
 
-    private static readonly AsyncLocal<IQuantizableModel?> Loading = new();
+    private static readonly AsyncLocal<IVqaModel?> Loading = new();
 
-    internal static IQuantizableModel? ModelBeingLoaded => Loading.Value;
+    internal static IVqaModel? ModelBeingLoaded => Loading.Value;
 
     /// <summary>Saves <paramref name="pipeline"/> (a chain ending in, or equal to, a MixedPrecisionVqTransformer), atomically.</summary>
     public static void Save(MLContext ml, ITransformer pipeline, DataViewSchema inputSchema, string path)

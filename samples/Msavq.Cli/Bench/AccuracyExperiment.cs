@@ -9,14 +9,30 @@ public sealed record AccuracyExperiment(string Name, QuantizationMethod Method, 
     /// <summary>The table of issue 4: four methods at three budgets, and MSAVQ's ablations at the middle budget.</summary>
     public static IReadOnlyList<AccuracyExperiment> Standard(IReadOnlyList<double> budgets, double ablationBudget)
     {
-        var list = new List<AccuracyExperiment>();
-        foreach (double b in budgets)
-            foreach (var m in new[] { QuantizationMethod.Rtn, QuantizationMethod.Gptq, QuantizationMethod.Gptvq, QuantizationMethod.Msavq })
-                list.Add(new AccuracyExperiment(m.ToString().ToUpperInvariant(), m, b));
+        var list = Methods(budgets);
         list.Add(new AccuracyExperiment("MSAVQ − mixed precision", QuantizationMethod.Msavq, ablationBudget, MixedPrecision: false));
         list.Add(new AccuracyExperiment(Defaults.GradientShift ? "MSAVQ − gradient term" : "MSAVQ + gradient term",
             QuantizationMethod.Msavq, ablationBudget, GradientShift: !Defaults.GradientShift));
         list.Add(new AccuracyExperiment("MSAVQ − modality weighting", QuantizationMethod.Msavq, ablationBudget, ModalityWeighting: false));
+        return list;
+    }
+
+    /// <summary>RTN, GPTQ, GPTVQ and MSAVQ at each budget.</summary>
+    public static List<AccuracyExperiment> Methods(IReadOnlyList<double> budgets) =>
+        budgets.SelectMany(b => new[] { QuantizationMethod.Rtn, QuantizationMethod.Gptq, QuantizationMethod.Gptvq, QuantizationMethod.Msavq }
+            .Select(m => new AccuracyExperiment(m.ToString().ToUpperInvariant(), m, b))).ToList();
+
+    /// <summary>
+    /// The MiniLM table of issue 7: first the harness check, round-to-nearest at 2 bits in groups of 64 (the budget
+    /// 2 + 18/64 is exactly what the scalar fit needs for 2-bit codes with an fp16 scale and a 2-bit zero per 64
+    /// columns), then the four methods at each budget, and MSAVQ with its gradient term toggled at the first budget.
+    /// </summary>
+    public static IReadOnlyList<AccuracyExperiment> MiniLm(IReadOnlyList<double> budgets)
+    {
+        var list = new List<AccuracyExperiment> { new("RTN 2-bit g64 (harness check)", QuantizationMethod.Rtn, 2 + 18.0 / 64) };
+        list.AddRange(Methods(budgets));
+        list.Add(new AccuracyExperiment(Defaults.GradientShift ? "MSAVQ − gradient term" : "MSAVQ + gradient term",
+            QuantizationMethod.Msavq, budgets[0], GradientShift: !Defaults.GradientShift));
         return list;
     }
 }

@@ -14,72 +14,27 @@ namespace Msavq.Cli.Commands;
 /// <summary><c>msavq bench accuracy</c>: the accuracy table of RTN, GPTQ, GPTVQ and MSAVQ on the shipped model.</summary>
 public sealed class BenchAccuracyCommand(IAnsiConsole console) : Command<BenchAccuracyCommand.Settings>
 {
-    public sealed class Settings : CommandSettings
+    public sealed class Settings : BenchSettings
     {
+        public Settings() => Csv = "bench/results/accuracy.csv";
+
         [CommandOption("--questions <N>"), Description("Test questions (the first N of the test split).")]
         public int Questions { get; init; } = 2000;
 
         [CommandOption("--calibration <N>"), Description("Calibration rows from the train split.")]
         public int Calibration { get; init; } = 128;
 
-        [CommandOption("--budgets <LIST>"), Description("All-in bits/weight budgets, comma-separated.")]
-        public string Budgets { get; init; } = "2.0,2.25,3";
-
         [CommandOption("--ablation-budget <BITS>"), Description("Budget of the MSAVQ ablations.")]
         public double AblationBudget { get; init; } = 2.25;
 
-        [CommandOption("--vector-dim <D>"), Description("d for GPTVQ and MSAVQ.")]
-        public int VectorDimension { get; init; } = Defaults.VectorDimension;
-
-        [CommandOption("--only <NAMES>"), Description("Run only experiments whose name contains one of these (comma-separated).")]
-        public string? Only { get; init; }
-
         [CommandOption("--split <SPLIT>"), Description("Evaluation split: test (the table) or validation (tuning).")]
         public ShapesVqaSplit Split { get; init; } = ShapesVqaSplit.Test;
-
-        [CommandOption("--beta <B>"), Description("β of MSAVQ's gradient shift.")]
-        public double Beta { get; init; } = Defaults.Beta;
-
-        [CommandOption("--trust <TAU>"), Description("τ: trust region of the gradient shift (in units of a 2-bit RTN error).")]
-        public double Trust { get; init; } = Defaults.ShiftTrustRatio;
-
-        [CommandOption("--weights-per-codebook <N>"), Description("MSAVQ: weights sharing one codebook.")]
-        public long WeightsPerCodebook { get; init; } = Defaults.WeightsPerCodebook;
-
-        [CommandOption("--columns-per-group <N>"), Description("GPTVQ and MSAVQ: input columns per codebook tile.")]
-        public int ColumnsPerGroup { get; init; } = Defaults.ColumnsPerGroup;
-
-        [CommandOption("--row-scales"), Description("MSAVQ: one fp16 scale per output row (counted in the budget).")]
-        public bool? RowScales { get; init; }
-
-        [CommandOption("--layers <DIR>"), Description("Folder for each experiment's per-layer report (CSV); 'none' to skip.")]
-        public string Layers { get; init; } = "none";
-
-        [CommandOption("--seed <N>"), Description("k-means seed.")]
-        public int Seed { get; init; } = Defaults.Seed;
-
-        [CommandOption("--results <PATH>"), Description("Markdown file whose accuracy section is replaced; 'none' to skip.")]
-        public string Results { get; init; } = "bench/RESULTS.md";
-
-        [CommandOption("--csv <PATH>"), Description("CSV with every measured number; 'none' to skip.")]
-        public string Csv { get; init; } = "bench/results/accuracy.csv";
-
-        [CommandOption("--threads <N>"), Description("Torch intra-op threads.")]
-        public int Threads { get; init; } = Environment.ProcessorCount;
-
-        [CommandOption("--verbose"), Description("Print stack traces on errors.")]
-        public bool Verbose { get; init; }
-
-        public double[] ParsedBudgets() => Budgets.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-            .Select(b => double.Parse(b, CultureInfo.InvariantCulture)).ToArray();
 
         public override ValidationResult Validate()
         {
             if (Questions < 1) return ValidationResult.Error("--questions must be >= 1");
             if (Calibration < 1) return ValidationResult.Error("--calibration must be >= 1");
-            try { if (ParsedBudgets().Any(b => !(b > 0))) return ValidationResult.Error("--budgets must be positive numbers"); }
-            catch (FormatException) { return ValidationResult.Error($"--budgets: '{Budgets}' is not a comma-separated list of numbers"); }
-            return ValidationResult.Success();
+            return base.Validate();
         }
     }
 
@@ -89,26 +44,11 @@ public sealed class BenchAccuracyCommand(IAnsiConsole console) : Command<BenchAc
         var ml = new MLContext(seed: s.Seed);
         using var model = ShapesVlm.LoadPretrained();
         var test = new ShapesVqaGenerator(ShapesVqa.SeedOf(s.Split)).Take(s.Questions).ToList();
-        var experiments = AccuracyExperiment.Standard(s.ParsedBudgets(), s.AblationBudget)
-            .Where(e => s.Only is null || s.Only.Split(',').Any(o => e.Name.Contains(o.Trim(), StringComparison.OrdinalIgnoreCase)))
-            .ToList();
+        var experiments = s.Selected(AccuracyExperiment.Standard(s.ParsedBudgets(), s.AblationBudget));
         if (s.Split == ShapesVqaSplit.Train) throw new ArgumentException("--split train would evaluate on the calibration split.");
-        var runner = new AccuracyRunner(ml, model, s.Calibration, test, s.VectorDimension, s.Seed)
-        {
-            Beta = s.Beta, TrustRatio = s.Trust, WeightsPerCodebook = s.WeightsPerCodebook, ColumnsPerGroup = s.ColumnsPerGroup,
-            RowScales = s.RowScales ?? Defaults.RowScales, LayerReports = s.Layers == "none" ? null : s.Layers,
-        };
-        var results = new List<AccuracyResult>();
+        var runner = new AccuracyRunner(ml, model, s.Calibration, test, s.Chain());
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        console.Status().Start("starting", ctx =>
-        {
-            foreach (var r in runner.Run(experiments, msg => ctx.Status(Markup.Escape(msg))))
-            {
-                cancellation.ThrowIfCancellationRequested();
-                results.Add(r);
-                console.MarkupLine(Markup.Escape(Line(r)));
-            }
-        });
+        var results = BenchSettings.RunWithStatus(console, status => runner.Run(experiments, status), Line, cancellation);
         var fp = runner.FullPrecision;
         string markdown = Markdown(s, fp, results, model, clock.Elapsed);
         console.WriteLine(markdown);
@@ -132,7 +72,7 @@ public sealed class BenchAccuracyCommand(IAnsiConsole console) : Command<BenchAc
         sb.AppendLine("## The accuracy table: ShapesVlm at 2–3 bits per weight");
         sb.AppendLine();
         sb.AppendLine($"Command: `dotnet run --project samples/Msavq.Cli -c Release -- bench accuracy` " +
-                      $"(`--split {s.Split.ToString().ToLowerInvariant()} --questions {s.Questions} --beta {s.Beta} --trust {s.Trust} --weights-per-codebook {s.WeightsPerCodebook} --columns-per-group {s.ColumnsPerGroup}{((s.RowScales ?? Defaults.RowScales) ? " --row-scales" : "")} --calibration {s.Calibration} --budgets {s.Budgets} --vector-dim {s.VectorDimension} --seed {s.Seed}`), " +
+                      $"(`--split {s.Split.ToString().ToLowerInvariant()} --questions {s.Questions} --calibration {s.Calibration} {s.ChainArguments()}`), " +
                       $"{Environment.ProcessorCount} cores, {elapsed.TotalMinutes:F0} min in all.");
         sb.AppendLine($"Quantized: the {model.QuantizableLayers.Count(l => Defaults.Roles.Contains(l.Role))} language-model linears " +
                       $"({weights:N0} weights; vision tower, projector, embeddings and lm_head stay full precision, algorithm.md §8.1). " +

@@ -83,7 +83,7 @@ public sealed class QuantizeCommand(IAnsiConsole console) : Command<QuantizeComm
                 quantTask.Description = "quantize";
                 var evalTask = ctx.AddTask("evaluate", maxValue: 2 * test.Count);
                 before = VqaEvaluator.Evaluate(model, test, progress: new ImmediateProgress<int>(n => evalTask.Value = n));
-                after = VqaEvaluator.Evaluate(quantized.Model, test, progress: new ImmediateProgress<int>(n => evalTask.Value = test.Count + n));
+                after = VqaEvaluator.Evaluate((IVqaModel)quantized.Model, test, progress: new ImmediateProgress<int>(n => evalTask.Value = test.Count + n));
             });
 
         double weights = quantized.Layers.Sum(l => (double)l.Weights);

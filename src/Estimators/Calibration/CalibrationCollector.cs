@@ -18,7 +18,8 @@ public sealed class CalibrationCollector : IEstimator<CalibrationTransformer>
     {
         /// <summary>The model to quantize (it is not modified; the quantizer works on a copy).</summary>
         public IQuantizableModel Model { get; set; } = null!;
-        public string ImageColumnName { get; set; } = Defaults.ImageColumn;
+        /// <summary>The image column (a vector of bytes); null for a text-only model, whose rows carry no image.</summary>
+        public string? ImageColumnName { get; set; } = Defaults.ImageColumn;
         public string TextColumnName { get; set; } = Defaults.TextColumn;
         public string AnswerColumnName { get; set; } = Defaults.AnswerColumn;
         public int BatchSize { get; set; } = Defaults.CalibrationBatchSize;
@@ -42,7 +43,7 @@ public sealed class CalibrationCollector : IEstimator<CalibrationTransformer>
 
     public SchemaShape GetOutputSchema(SchemaShape inputSchema)
     {
-        CheckColumn(inputSchema, _options.ImageColumnName, isImage: true);
+        if (_options.ImageColumnName is { } image) CheckColumn(inputSchema, image, isImage: true);
         CheckColumn(inputSchema, _options.TextColumnName, isImage: false);
         CheckColumn(inputSchema, _options.AnswerColumnName, isImage: false);
         return inputSchema;

@@ -8,31 +8,33 @@ namespace Msavq.MLNet.Calibration;
 /// <summary>Reads calibration rows (image bytes, question, answer) out of an <see cref="IDataView"/>, checking the schema.</summary>
 internal static class CalibrationRows
 {
-    public static void ValidateSchema(DataViewSchema schema, string image, string text, string answer)
+    public static void ValidateSchema(DataViewSchema schema, string? image, string text, string answer)
     {
-        ScoringSchema.Validate(schema, image, text);
+        if (image is not null) ScoringSchema.CheckImage(schema.GetColumnOrNull(image)?.Type, image);
+        ScoringSchema.CheckText(schema.GetColumnOrNull(text)?.Type, text);
         ScoringSchema.CheckText(schema.GetColumnOrNull(answer)?.Type, answer);
     }
 
-    public static List<VqaInput> Read(IDataView data, string image, string text, string answer)
+    /// <summary>The rows; with no <paramref name="image"/> column (a text-only model) each row's image is empty.</summary>
+    public static List<VqaInput> Read(IDataView data, string? image, string text, string answer)
     {
         ValidateSchema(data.Schema, image, text, answer);
-        var cols = new[] { data.Schema[image], data.Schema[text], data.Schema[answer] };
+        var cols = new[] { data.Schema[text], data.Schema[answer] }.Concat(image is null ? [] : [data.Schema[image]]).ToArray();
         var rows = new List<VqaInput>();
         using var cursor = data.GetRowCursor(cols);
-        var imageGetter = cursor.GetGetter<VBuffer<byte>>(cols[0]);
-        var textGetter = cursor.GetGetter<ReadOnlyMemory<char>>(cols[1]);
-        var answerGetter = cursor.GetGetter<ReadOnlyMemory<char>>(cols[2]);
+        var textGetter = cursor.GetGetter<ReadOnlyMemory<char>>(cols[0]);
+        var answerGetter = cursor.GetGetter<ReadOnlyMemory<char>>(cols[1]);
+        var imageGetter = image is null ? null : cursor.GetGetter<VBuffer<byte>>(cols[2]);
         VBuffer<byte> img = default;
         ReadOnlyMemory<char> q = default, a = default;
         while (cursor.MoveNext())
         {
-            imageGetter(ref img);
+            imageGetter?.Invoke(ref img);
             textGetter(ref q);
             answerGetter(ref a);
             if (a.IsEmpty)
                 throw new ArgumentException($"Calibration row {rows.Count} has an empty '{answer}': the answer-token loss needs answers.");
-            rows.Add(new VqaInput(img.DenseValues().ToArray(), q.ToString(), a.ToString()));
+            rows.Add(new VqaInput(imageGetter is null ? [] : img.DenseValues().ToArray(), q.ToString(), a.ToString()));
         }
         if (rows.Count == 0) throw new ArgumentException("The calibration data is empty: at least one row is needed.", nameof(data));
         return rows;

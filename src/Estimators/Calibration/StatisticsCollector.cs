@@ -81,7 +81,7 @@ internal static class StatisticsCollector
     /// <summary>Seed of the label sampler: collection is deterministic.</summary>
     private const ulong SamplerSeed = 0x5eed;
 
-    private static void Accumulate(ModalityStatistics s, VlmBatch batch, Tensor x, Tensor delta, Tensor sampled)
+    private static void Accumulate(ModalityStatistics s, ModelBatch batch, Tensor x, Tensor delta, Tensor sampled)
     {
         long n = x.shape[^1], m = delta.shape[^1];
         long seq = batch.Modality.shape[1];

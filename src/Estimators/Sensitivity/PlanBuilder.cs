@@ -92,7 +92,9 @@ internal static class PlanBuilder
         int d = o.VectorDimension;
         var layouts = shapes.Select(s =>
             VqLayout.ForGroupSize(s.M, s.N, d, ColumnsPerGroup(s.N, d, o.ColumnsPerGroup), o.WeightsPerCodebook)).ToList();
-        bool permute = o.ModalityWeighting && layouts.Any(l => l.ColumnsPerGroup < shapes[0].N);
+        // Affinity bins need both modalities: a text-only model would pay for a permutation that sorts nothing.
+        bool bothModalities = calib.Statistics.Values.Any(s => s.ImageTokens > 0 && s.TextTokens > 0);
+        bool permute = o.ModalityWeighting && bothModalities && layouts.Any(l => l.ColumnsPerGroup < shapes[0].N);
         // Index-bit levels a codebook can have: log2(K)/d for integer log2(K).
         double step = Math.Max(o.TierStep, 1.0 / d);
         double[] Levels(double from, double to) => Enumerable.Range(1, (int)Math.Log2(MaxCodebookSize))

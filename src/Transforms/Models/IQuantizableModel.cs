@@ -12,12 +12,10 @@ public enum LayerRole { Vision, Projector, Language }
 /// <summary>A quantizable Linear layer, by dotted name, with the block it belongs to (for sequential mode).</summary>
 public sealed record QuantizableLayer(string Name, int Block, LayerRole Role, TorchSharp.Modules.Linear Module);
 
-/// <summary>Predicted answers with the model's probability for each.</summary>
-public sealed record VlmPrediction(string[] Answers, float[] Scores);
-
 /// <summary>
-/// The model contract of architecture.md §4: any TorchSharp VLM that supplies these can be calibrated and
-/// quantized. Implementations invoke every listed Linear through <c>call()</c>, so forward hooks see it.
+/// The model contract of architecture.md §4, the part calibration and quantization need: any TorchSharp model that
+/// supplies these can be calibrated and quantized, whatever it computes. Implementations invoke every listed Linear
+/// through <c>call()</c>, so forward hooks see it. VLMs that answer questions add <see cref="IVqaModel"/>.
 /// </summary>
 public interface IQuantizableModel
 {
@@ -27,14 +25,34 @@ public interface IQuantizableModel
     /// <summary>The device the model's parameters live on.</summary>
     Device Device { get; }
 
-    /// <summary>Turns rows into tensors on <see cref="Device"/>.</summary>
-    VlmBatch Encode(IReadOnlyList<VqaInput> rows);
+    /// <summary>Turns calibration rows into tensors on <see cref="Device"/>.</summary>
+    ModelBatch Encode(IReadOnlyList<VqaInput> rows);
 
-    /// <summary>Mean cross-entropy over answer tokens (drives the weight gradient and the output-gradient factor).</summary>
+    /// <summary>
+    /// Logits of the calibration objective, [batch, length, classes], aligned with <see cref="ModelBatch.Labels"/>:
+    /// the calibration loss is their cross-entropy (next-token prediction for a VLM, an in-batch contrastive loss
+    /// for a sentence encoder).
+    /// </summary>
+    Tensor Logits(ModelBatch batch);
+
+    /// <summary>
+    /// An independent copy with its own parameters on the same device, so a quantizer can overwrite weights while
+    /// the caller keeps the full-precision model.
+    /// </summary>
+    IQuantizableModel Clone();
+}
+
+/// <summary>Predicted answers with the model's probability for each.</summary>
+public sealed record VlmPrediction(string[] Answers, float[] Scores);
+
+/// <summary>A VLM that answers questions about images: what the scoring transformer and the VQA evaluation need.</summary>
+public interface IVqaModel : IQuantizableModel
+{
+    /// <summary>Turns rows into tensors on <see cref="IQuantizableModel.Device"/>.</summary>
+    new VlmBatch Encode(IReadOnlyList<VqaInput> rows);
+
+    /// <summary>Mean cross-entropy over answer tokens.</summary>
     Tensor Loss(VlmBatch batch);
-
-    /// <summary>Next-token logits over the whole sequence, [batch, length, vocabulary], aligned with <see cref="VlmBatch.Labels"/>.</summary>
-    Tensor Logits(VlmBatch batch);
 
     /// <summary>Logits of the first answer token, [batch, vocabulary].</summary>
     Tensor AnswerLogits(VlmBatch batch);
@@ -44,13 +62,10 @@ public interface IQuantizableModel
 
     /// <summary>Greedy answers and their probabilities.</summary>
     VlmPrediction Predict(VlmBatch batch);
-
-    /// <summary>
-    /// An independent copy with its own parameters on the same device, so a quantizer can overwrite weights while
-    /// the caller keeps the full-precision model.
-    /// </summary>
-    IQuantizableModel Clone();
 }
 
-/// <summary>One row for a VLM: image bytes (H×W×3), question text, and the answer when known.</summary>
+/// <summary>
+/// One calibration or scoring row: image bytes (H×W×3), the text, and the answer when known. Text-only models take
+/// an empty image; for a sentence encoder the answer is the text's positive partner (the next sentence).
+/// </summary>
 public readonly record struct VqaInput(byte[] Image, string Question, string? Answer = null);

@@ -13,7 +13,7 @@ namespace Msavq.MLNet.Models;
 /// [bos; image tokens; question tokens; answer tokens], answering by next-token prediction through lm_head.
 /// Every Linear is invoked with <c>call()</c>, so forward hooks see it.
 /// </summary>
-public sealed class ShapesVlm : nn.Module<Tensor, Tensor, Tensor>, IQuantizableModel
+public sealed class ShapesVlm : nn.Module<Tensor, Tensor, Tensor>, IVqaModel
 {
     private readonly VisionEncoder vision;
     private readonly Projector projector;
@@ -159,18 +159,9 @@ public sealed class ShapesVlm : nn.Module<Tensor, Tensor, Tensor>, IQuantizableM
     }
 
     /// <summary>A copy with the same configuration and parameter values, on the same device.</summary>
-    public ShapesVlm Clone()
-    {
-        if (_lookupLayers > 0)
-            throw new InvalidOperationException("This model runs QuantizedLinear layers (UseLookupKernels); clone the model before swapping them in.");
-        var copy = new ShapesVlm(Config);
-        copy.to(Device);
-        using var _ = no_grad();
-        var source = state_dict();
-        foreach (var (name, t) in copy.state_dict()) t.copy_(source[name]);
-        copy.train(training);
-        return copy;
-    }
+    public ShapesVlm Clone() => _lookupLayers > 0
+        ? throw new InvalidOperationException("This model runs QuantizedLinear layers (UseLookupKernels); clone the model before swapping them in.")
+        : ModuleCopy.From(new ShapesVlm(Config), this, Device);
 
     public VlmBatch Encode(IReadOnlyList<VqaInput> rows)
     {
@@ -232,6 +223,12 @@ public sealed class ShapesVlm : nn.Module<Tensor, Tensor, Tensor>, IQuantizableM
         };
     }
 
+    ModelBatch IQuantizableModel.Encode(IReadOnlyList<VqaInput> rows) => Encode(rows);
+
+    Tensor IQuantizableModel.Logits(ModelBatch batch) => Logits(batch as VlmBatch
+        ?? throw new ArgumentException($"ShapesVlm needs a {nameof(VlmBatch)} (from its own Encode), got {batch.GetType().Name}.", nameof(batch)));
+
+    /// <summary>Next-token logits over the whole sequence, [batch, length, vocabulary], aligned with the batch's labels.</summary>
     public Tensor Logits(VlmBatch batch) => call(batch.Pixels, batch.Tokens);
 
     public Tensor Loss(VlmBatch batch) => LossFromLogits(Logits(batch), batch);

@@ -36,7 +36,7 @@ public sealed record VqaEvaluation(
 
 public static class VqaEvaluator
 {
-    public static VqaEvaluation Evaluate(IQuantizableModel model, IReadOnlyList<VqaExample> examples, int batchSize = 256,
+    public static VqaEvaluation Evaluate(IVqaModel model, IReadOnlyList<VqaExample> examples, int batchSize = 256,
                                          IProgress<int>? progress = null)
     {
         if (examples.Count == 0) throw new ArgumentException("No examples to evaluate.", nameof(examples));

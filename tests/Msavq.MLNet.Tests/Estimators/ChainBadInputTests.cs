@@ -105,12 +105,8 @@ public sealed class ChainBadInputTests
         public IReadOnlyList<QuantizableLayer> QuantizableLayers =>
             inner.QuantizableLayers.Append(new QuantizableLayer("extra.silent", 99, LayerRole.Language, _silent)).ToList();
         public Device Device => inner.Device;
-        public VlmBatch Encode(IReadOnlyList<VqaInput> rows) => inner.Encode(rows);
-        public Tensor Logits(VlmBatch batch) => inner.Logits(batch);
-        public Tensor Loss(VlmBatch batch) => inner.Loss(batch);
-        public Tensor AnswerLogits(VlmBatch batch) => inner.AnswerLogits(batch);
-        public string AnswerText(long tokenId) => inner.AnswerText(tokenId);
-        public VlmPrediction Predict(VlmBatch batch) => inner.Predict(batch);
+        public ModelBatch Encode(IReadOnlyList<VqaInput> rows) => inner.Encode(rows);
+        public Tensor Logits(ModelBatch batch) => ((IQuantizableModel)inner).Logits(batch);
         public IQuantizableModel Clone() => new ModelWithSilentLayer(inner.Clone());
     }
 }
