@@ -59,7 +59,6 @@ public sealed class MiniLmEncoder : nn.Module<Tensor, Tensor, Tensor>, IQuantiza
         var init = OnnxInitializers.Parse(onnx, source);
         using var vocabStream = new MemoryStream(vocab);
         var model = new MiniLmEncoder(config, BertTokenizer.Create(vocabStream, new BertOptions { LowerCaseBeforeTokenization = true }));
-        int h = config.Hidden;
         if (init.MatMulWeights.Count != BertLayer.LinearNames.Length * config.Layers)
             throw new InvalidDataException($"{source}: {init.MatMulWeights.Count} MatMul weights, expected {BertLayer.LinearNames.Length} per layer × {config.Layers}.");
         using var _ = no_grad();
@@ -94,7 +93,6 @@ public sealed class MiniLmEncoder : nn.Module<Tensor, Tensor, Tensor>, IQuantiza
             Set(output.weight!, prefix + "output.LayerNorm.weight");
             Set(output.bias!, prefix + "output.LayerNorm.bias");
         }
-        if (h != model.word_embeddings.weight!.shape[1]) throw new InvalidDataException($"{source}: hidden width mismatch.");
         model.eval();
         return model;
     }

@@ -1,0 +1,50 @@
+using Microsoft.ML;
+using Msavq.MLNet.Calibration;
+using Msavq.MLNet.Data;
+using Msavq.MLNet.Models.MiniLm;
+using Msavq.MLNet.Tests.Models;
+using static TorchSharp.torch;
+
+namespace Msavq.MLNet.Tests.Estimators;
+
+[TestClass]
+public sealed class MiniLmChainTests
+{
+    [TestMethod]
+    public void Chain_QuantizesATextOnlyEncoder_WithTextStatisticsOnly_AndNoPermutation()
+    {
+        var ml = new MLContext(seed: 0);
+        var model = SharedMiniLm.Model;
+        var block0 = model.QuantizableLayers.Where(l => l.Block == 0).Select(l => l.Name).ToArray();
+        IDataView pairs = BrownCorpus.CalibrationPairs(ml, sentences: 16);
+        var calibration = ml.Msavq().CollectCalibration(new CalibrationCollector.Options
+        {
+            Model = model, ImageColumnName = null, TextColumnName = BrownCorpus.TextColumn, AnswerColumnName = BrownCorpus.NextColumn,
+            LayerNames = block0, BatchSize = 8,
+        }).Fit(pairs);
+        var calibrated = calibration.Transform(pairs);
+        var plan = ml.Msavq().EstimateSensitivity(targetBitsPerWeight: 3.0).Fit(calibrated);
+        var quantizer = ml.Msavq().QuantizeMixedPrecisionVq(new MixedPrecisionVqEstimator.Options { KMeansIterations = 10 })
+            .Fit(plan.Transform(calibrated));
+
+        foreach (var s in calibration.Result.Statistics.Values)
+        {
+            Assert.AreEqual(0.0, s.ImageTokens, $"{s.Layer}: a text encoder has no image tokens");
+            Assert.IsGreaterThan(0.0, s.TextTokens);
+            Assert.IsGreaterThan(0.0, s.Text.WeightGradient().abs().max().item<double>(), $"{s.Layer}: the contrastive loss gives G ≠ 0");
+        }
+        Assert.IsTrue(plan.Plan.Layers.All(l => l.ColumnOrder is null), "one modality: no affinity permutation to pay for");
+        Assert.IsLessThanOrEqualTo(3.0 + 1e-9, quantizer.BitsPerWeight);
+        Assert.AreSame(pairs.Schema, quantizer.GetOutputSchema(pairs.Schema), "a sentence encoder's transformer passes rows through");
+
+        using var quantized = (MiniLmEncoder)quantizer.Model;
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var sentences = BrownCorpus.Evaluation.Take(8).ToList();
+        Assert.IsFalse(quantized.QuantizableLayers[0].Module.weight.eq(model.QuantizableLayers[0].Module.weight).all().item<bool>());
+        Assert.IsTrue(quantized.QuantizableLayers[6].Module.weight.eq(model.QuantizableLayers[6].Module.weight).all().item<bool>(),
+            "layers outside the plan stay as they were");
+        double cosine = (quantized.Embed(sentences) * model.Embed(sentences)).sum(1).min().item<float>();
+        Assert.IsGreaterThan(0.9, cosine, "one block at 3 bits keeps the embeddings close");
+    }
+}
