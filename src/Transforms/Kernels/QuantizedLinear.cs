@@ -64,19 +64,28 @@ public sealed class QuantizedLinear : nn.Module<Tensor, Tensor>
         return tensor(output, new long[] { rows, OutFeatures }, ScalarType.Float32);
     }
 
+    // One slab buffer per module, shared by its calls in turn (a lock): a fresh large array per call would mean a
+    // full garbage collection every few calls.
     private Tensor Decoded(Tensor flat)
     {
-        var slab = new float[Math.Min(SlabRows, Weight.Rows) * Weight.Columns];
-        var parts = new List<Tensor>();
-        for (int start = 0; start < Weight.Rows; start += SlabRows)
+        lock (_slabLock)
         {
-            int count = Math.Min(SlabRows, Weight.Rows - start);
-            Weight.DequantizeRows(start, count, slab);
-            var w = tensor(slab.AsSpan(0, count * Weight.Columns).ToArray(), new long[] { count, InFeatures }, ScalarType.Float32).to(flat.device);
-            parts.Add(flat.matmul(w.t()));
+            _slab ??= new float[Math.Min(SlabRows, Weight.Rows) * Weight.Columns];
+            var parts = new List<Tensor>();
+            for (int start = 0; start < Weight.Rows; start += SlabRows)
+            {
+                int count = Math.Min(SlabRows, Weight.Rows - start);
+                Weight.DequantizeRows(start, count, _slab);
+                // from_array shares the buffer; the product is computed before the next slab overwrites it.
+                var w = from_array(_slab).narrow(0, 0, (long)count * Weight.Columns).view(count, InFeatures).to(flat.device);
+                parts.Add(flat.matmul(w.t()));
+            }
+            return parts.Count == 1 ? parts[0] : cat(parts, 1);
         }
-        return parts.Count == 1 ? parts[0] : cat(parts, 1);
     }
+
+    private readonly object _slabLock = new();
+    private float[]? _slab;
 
     protected override void Dispose(bool disposing)
     {

@@ -20,7 +20,11 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var y = x * rsqrt(x.pow(2).mean(new long[] { -1 }, keepdim: true) + _eps) * weight;
+        // No implicit Scalars: TorchSharp leaves the ones that operators (`+ double`, pow, square) create to the
+        // finalizer, which can free one while libtorch still reads it (seen under allocation-heavy callers as
+        // "toFloat"/"Scalar.h" errors). The explicit one lives to the end of the call.
+        using var eps = _eps.ToScalar();
+        var y = x * rsqrt((x * x).mean(new long[] { -1 }, keepdim: true).add(eps)) * weight;
         return y.MoveToOuterDisposeScope();
     }
 }
