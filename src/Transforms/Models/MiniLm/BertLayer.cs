@@ -48,7 +48,9 @@ public sealed class BertLayer : nn.Module<Tensor, Tensor, Tensor>
         var q = Heads(query.call(x));
         var k = Heads(key.call(x));
         var v = Heads(value.call(x));
-        var scores = matmul(q, k.transpose(2, 3)) / Math.Sqrt(d) + maskBias;
+        // Explicit Scalars throughout (RmsNorm says why: implicit ones are left to the finalizer).
+        using var root = Math.Sqrt(d).ToScalar();
+        var scores = matmul(q, k.transpose(2, 3)).div(root).add(maskBias);
         var context = matmul(F.softmax(scores, -1), v).transpose(1, 2).reshape(b, t, h);
         x = attention_norm.call(x + attention_output.call(context));
         // Exact (erf) GELU, as the graph computes it.

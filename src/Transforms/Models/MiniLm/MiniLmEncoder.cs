@@ -106,7 +106,10 @@ public sealed class MiniLmEncoder : nn.Module<Tensor, Tensor, Tensor>, IQuantiza
         var positions = arange(t, dtype: ScalarType.Int64, device: tokens.device).unsqueeze(0);
         var x = word_embeddings.call(tokens) + position_embeddings.call(positions) + token_type_embeddings.weight![0];
         x = embedding_norm.call(x);
-        var bias = (1 - mask.to(x.dtype)).mul(-10000.0).unsqueeze(1).unsqueeze(1);
+        // (mask − 1)·10⁴: 0 on tokens, −10⁴ on padding. Explicit Scalars (see RmsNorm).
+        using var one = 1.0.ToScalar();
+        using var big = 10000.0.ToScalar();
+        var bias = mask.to(x.dtype).sub(one).mul(big).unsqueeze(1).unsqueeze(1);
         foreach (var layer in layers) x = layer.call(x, bias);
         return x.MoveToOuterDisposeScope();
     }
@@ -117,7 +120,8 @@ public sealed class MiniLmEncoder : nn.Module<Tensor, Tensor, Tensor>, IQuantiza
         using var scope = NewDisposeScope();
         var hidden = call(tokens, mask);
         var m = mask.to(hidden.dtype).unsqueeze(2);
-        var mean = (hidden * m).sum(1) / m.sum(1).clamp_min(1e-9);
+        using var tiny = 1e-9.ToScalar();
+        var mean = (hidden * m).sum(1) / m.sum(1).clamp_min(tiny);
         return F.normalize(mean, p: 2, dim: 1).MoveToOuterDisposeScope();
     }
 
@@ -194,9 +198,11 @@ public sealed class MiniLmEncoder : nn.Module<Tensor, Tensor, Tensor>, IQuantiza
     {
         using var scope = NewDisposeScope();
         var e = Embed(batch.Tokens, batch.Valid);
-        var similarity = matmul(e, e.t()) * SimilarityScale;
+        using var scale = SimilarityScale.ToScalar();
+        using var never = (-1e4).ToScalar();
+        var similarity = matmul(e, e.t()).mul(scale);
         var self = eye(e.shape[0], dtype: ScalarType.Bool, device: e.device);
-        return similarity.masked_fill(self, -1e4).unsqueeze(1).MoveToOuterDisposeScope();
+        return similarity.masked_fill(self, never).unsqueeze(1).MoveToOuterDisposeScope();
     }
 
     IQuantizableModel IQuantizableModel.Clone() => Clone();
