@@ -12,8 +12,9 @@ public static class KernelBenchmarks
     {
         // In-process: the bench binary already carries the patched libtorch; a generated project would rebuild it.
         // Bytes per call, for GB/s (time from the table below): what each kernel must read from memory when cold.
-        foreach (var (name, d, k, rows, cols) in new[] { ("d2-K16", 2, 16, 256, 32), ("d4-K256", 4, 256, 1024, 64) })
+        foreach (var name in new[] { "d2-K16", "d4-K256" })
         {
+            var (d, k, rows, cols) = LinearKernelBenchmarks.Shape(name);
             var layer = SyntheticQuantizedLayer.Create(LinearKernelBenchmarks.Size, LinearKernelBenchmarks.Size, d, rows, cols, _ => k);
             var packed = Msavq.MLNet.Kernels.PackedVqWeight.From(layer);
             Console.WriteLine($"{name}: look-up kernel streams {packed.StreamedBytes / 1048576.0:F2} MiB per call " +

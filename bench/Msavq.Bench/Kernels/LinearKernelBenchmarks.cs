@@ -20,6 +20,9 @@ public class LinearKernelBenchmarks
     /// (8,192 weights per int8 codebook, 2.03 bits all-in); d4-K256 — d = 4, K = 256, tiles of 1,024 rows × 64 columns
     /// (65,536 weights per codebook, 2.13 bits all-in).</summary>
     [Params("d2-K16", "d4-K256")] public string Layout = "d2-K16";
+
+    /// <summary>d, K, rows and columns per tile of a layout.</summary>
+    public static (int D, int K, int Rows, int Columns) Shape(string layout) => layout == "d2-K16" ? (2, 16, 256, 32) : (4, 256, 1024, 64);
     [Params(1, 8)] public int Batch = 1;
     [Params(false, true)] public bool Cold;
 
@@ -30,12 +33,12 @@ public class LinearKernelBenchmarks
     private Tensor _xt = null!;
     private int _next;
 
-    // Each method gets only the layers it reads (a cold 2-bit set is ~57 layers).
+    // Each method gets only the layers it reads (a cold 2-bit set is 52–61 layers).
     [GlobalSetup(Target = nameof(LookUp))]
     public void SetupQuantized()
     {
         Activations();
-        var (d, k, rows, cols) = Layout == "d2-K16" ? (2, 16, 256, 32) : (4, 256, 1024, 64);
+        var (d, k, rows, cols) = Shape(Layout);
         var first = PackedVqWeight.From(SyntheticQuantizedLayer.Create(Size, Size, d, rows, cols, _ => k, seed: 0));
         int count = Cold ? (int)(ColdBytes / first.StreamedBytes) + 1 : 1;
         _packed = new[] { first }.Concat(Enumerable.Range(1, count - 1)

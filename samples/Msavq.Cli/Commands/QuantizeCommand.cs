@@ -20,7 +20,6 @@ public sealed class QuantizeCommand(IAnsiConsole console) : Command<QuantizeComm
 {
     public sealed class Settings : QuantizationSettings
     {
-
         [CommandOption("--method <METHOD>"), Description("Rtn, Gptq, Gptvq or Msavq.")]
         public QuantizationMethod Method { get; init; } = Defaults.Method;
 

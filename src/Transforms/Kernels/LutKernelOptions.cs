@@ -1,7 +1,7 @@
 namespace Msavq.MLNet.Kernels;
 
 /// <summary>Knobs of the look-up kernels (<see cref="LutKernel"/>).</summary>
-public sealed class LutKernelOptions
+public sealed record LutKernelOptions
 {
     /// <summary>
     /// Keep the tables in float32 instead of int8 (default false): the product then equals the dequantized one up to

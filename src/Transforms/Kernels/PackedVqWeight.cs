@@ -72,8 +72,7 @@ public sealed class PackedVqWeight
                     if (Layout[t] == TileCodes.Bytes) dst[ByteIndex(r, p)] = code;
                     else
                     {
-                        int at = (r / BlockRows) * BlockRows * Positions / 2 + (p / 2) * BlockRows + r % BlockRows;
-                        dst[at] |= (byte)(p % 2 == 0 ? code : code << 4);
+                        dst[NibbleIndex(r, p)] |= (byte)(p % 2 == 0 ? code : code << 4);
                     }
                 }
             }
@@ -131,6 +130,8 @@ public sealed class PackedVqWeight
             for (int rg = 0; rg < RowGroups; rg++) yield return rg * ColumnGroups + cg;
     }
 
+    // Byte of (row r, position p) inside a tile, per layout (see TileCodes).
+    private int NibbleIndex(int r, int p) => (r / BlockRows) * BlockRows * Positions / 2 + (p / 2) * BlockRows + r % BlockRows;
     private int ByteIndex(int r, int p) => (r / ByteBlockRows) * ByteBlockRows * Positions + p * ByteBlockRows + r % ByteBlockRows;
 
     /// <summary>The index of row <paramref name="r"/> (within the tile) at position <paramref name="p"/>.</summary>
@@ -138,7 +139,7 @@ public sealed class PackedVqWeight
     {
         long o = CodeOffset[tile];
         if (Layout[tile] == TileCodes.Bytes) return Codes[o + ByteIndex(r, p)];
-        byte b = Codes[o + (r / BlockRows) * BlockRows * Positions / 2 + (p / 2) * BlockRows + r % BlockRows];
+        byte b = Codes[o + NibbleIndex(r, p)];
         return p % 2 == 0 ? b & 0x0F : b >> 4;
     }
 
@@ -182,14 +183,12 @@ public sealed class PackedVqWeight
         long o = CodeOffset[tile];
         if (Layout[tile] == TileCodes.Bytes)
         {
-            long first = o + (r / ByteBlockRows) * ByteBlockRows * Positions + r % ByteBlockRows;
-            for (int p = 0; p < Positions; p++) codes[p] = Codes[first + p * ByteBlockRows];
+            for (int p = 0; p < Positions; p++) codes[p] = Codes[o + ByteIndex(r, p)];
             return;
         }
-        long start = o + (r / BlockRows) * BlockRows * Positions / 2 + r % BlockRows;
         for (int q = 0; q < Positions / 2; q++)
         {
-            byte b = Codes[start + q * BlockRows];
+            byte b = Codes[o + NibbleIndex(r, 2 * q)];
             codes[2 * q] = b & 0x0F;
             codes[2 * q + 1] = b >> 4;
         }

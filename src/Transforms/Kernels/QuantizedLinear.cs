@@ -32,7 +32,7 @@ public sealed class QuantizedLinear : nn.Module<Tensor, Tensor>
         kernel ??= LutKernelOptions.Default;
         // Below ~512K weights per thread, waking a second thread costs more than it saves.
         int threads = (int)Math.Clamp((long)layer.Rows * layer.Columns / WeightsPerThread, 1, kernel.Threads);
-        Kernel = new LutKernelOptions { ExactLookups = kernel.ExactLookups, UseSimd = kernel.UseSimd, Threads = threads };
+        Kernel = kernel with { Threads = threads };
         SmallBatchRows = smallBatchRows;
     }
 

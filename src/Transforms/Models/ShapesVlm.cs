@@ -140,7 +140,7 @@ public sealed class ShapesVlm : nn.Module<Tensor, Tensor, Tensor>, IVqaModel
         if (exact.FirstOrDefault(n => quantized.Layers.All(l => l.Name != n)) is { } unknown)
             throw new ArgumentException($"'{unknown}' in exactLayers is not a stored layer.", nameof(exactLayers));
         kernel ??= LutKernelOptions.Default;
-        var exactKernel = new LutKernelOptions { ExactLookups = true, Threads = kernel.Threads, UseSimd = kernel.UseSimd };
+        var exactKernel = kernel with { ExactLookups = true };
         int swapped = 0;
         foreach (var layer in quantized.Layers)
         {

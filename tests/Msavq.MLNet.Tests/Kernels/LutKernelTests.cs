@@ -81,7 +81,7 @@ public sealed class LutKernelTests
     }
 
     [TestMethod]
-    public void Avx2Path_IsTaken_OnThisMachine()
+    public void Avx2_IsAvailable_SoTheShufflePathsAreTested()
     {
         // The SIMD test above is only meaningful where AVX2 exists; CI runs on such a machine.
         Assert.IsTrue(System.Runtime.Intrinsics.X86.Avx2.IsSupported, "this machine has no AVX2: the shuffle path is untested here");
