@@ -28,6 +28,13 @@ public sealed class MixedPrecisionVqEstimator : IEstimator<MixedPrecisionVqTrans
         public int KMeansIterations { get; set; } = Defaults.KMeansIterations;
         /// <summary>Seeds k-means; the same seed gives bit-identical weights.</summary>
         public int Seed { get; set; } = Defaults.Seed;
+        /// <summary>
+        /// Whether the fitted transformer scores rows (adds PredictedAnswer and Score). True (default) needs a model
+        /// that answers questions (<see cref="IVqaModel"/>); false for any other model (a sentence encoder), whose
+        /// transformer passes rows through and hands over the quantized network as its <c>Model</c> — and lets
+        /// <c>EstimatorChain.Fit</c> propagate a schema without image or question columns.
+        /// </summary>
+        public bool ScoreRows { get; set; } = true;
         /// <summary>Columns the scoring transformer reads; null = those the calibration read.</summary>
         public string? ImageColumnName { get; set; }
         public string? TextColumnName { get; set; }
@@ -46,6 +53,7 @@ public sealed class MixedPrecisionVqEstimator : IEstimator<MixedPrecisionVqTrans
 
     public SchemaShape GetOutputSchema(SchemaShape inputSchema)
     {
+        if (!_options.ScoreRows) return inputSchema;
         string image = _options.ImageColumnName ?? Defaults.ImageColumn, text = _options.TextColumnName ?? Defaults.TextColumn;
         if (!inputSchema.Any(c => c.Name == image))
             throw new ArgumentOutOfRangeException(image, $"Image column '{image}' not found.");
@@ -64,6 +72,9 @@ public sealed class MixedPrecisionVqEstimator : IEstimator<MixedPrecisionVqTrans
         var carried = CarryingDataView.From(input, nameof(MixedPrecisionVqEstimator), needPlan: true);
         var calib = carried.Calibration;
         var plan = carried.Plan!;
+        if (_options.ScoreRows && calib.Model is not IVqaModel)
+            throw new InvalidOperationException($"{calib.Model.GetType().Name} does not answer questions, so its rows cannot be scored: " +
+                $"set {nameof(Options)}.{nameof(Options.ScoreRows)} = false to get the quantized network as the transformer's Model.");
         var copy = calib.Model.Clone();
         var byName = copy.QuantizableLayers.ToDictionary(l => l.Name);
         var planned = plan.Layers.ToDictionary(l => l.Layer);
@@ -115,6 +126,7 @@ public sealed class MixedPrecisionVqEstimator : IEstimator<MixedPrecisionVqTrans
             ["seed"] = _options.Seed.ToString(System.Globalization.CultureInfo.InvariantCulture),
         }, stored);
         return new MixedPrecisionVqTransformer(_ml, copy, reports, quantized, input.Schema,
-            _options.ImageColumnName ?? calib.Options.ImageColumnName, _options.TextColumnName ?? calib.Options.TextColumnName);
+            _options.ScoreRows ? _options.ImageColumnName ?? calib.Options.ImageColumnName : null,
+            _options.TextColumnName ?? calib.Options.TextColumnName);
     }
 }

@@ -35,9 +35,12 @@ public sealed class MsavqCatalog
 
     public SensitivityEstimator EstimateSensitivity(SensitivityEstimator.Options options) => new(options);
 
-    /// <summary>Quantize the planned layers and return the scoring transformer.</summary>
-    public MixedPrecisionVqEstimator QuantizeMixedPrecisionVq(double beta = Defaults.Beta, int seed = Defaults.Seed) =>
-        new(Context, new MixedPrecisionVqEstimator.Options { Beta = beta, Seed = seed });
+    /// <summary>
+    /// Quantize the planned layers and return the scoring transformer (<paramref name="scoreRows"/> false for a model
+    /// that does not answer questions: its transformer passes rows through and carries the quantized network).
+    /// </summary>
+    public MixedPrecisionVqEstimator QuantizeMixedPrecisionVq(double beta = Defaults.Beta, int seed = Defaults.Seed, bool scoreRows = true) =>
+        new(Context, new MixedPrecisionVqEstimator.Options { Beta = beta, Seed = seed, ScoreRows = scoreRows });
 
     public MixedPrecisionVqEstimator QuantizeMixedPrecisionVq(MixedPrecisionVqEstimator.Options options) => new(Context, options);
 

@@ -19,16 +19,17 @@ public sealed class MixedPrecisionVqTransformer : ITransformer
     public const string ScoreColumn = "Score";
 
     private readonly MLContext _ml;
-    /// <summary>The VQA scoring mapping; null for models that are not an <see cref="IVqaModel"/>.</summary>
+    /// <summary>The VQA scoring mapping; null when rows pass through.</summary>
     private readonly ITransformer? _mapping;
 
     /// <param name="model">The quantized model (its weights already replaced).</param>
     /// <param name="layers">One entry per quantized layer.</param>
     /// <param name="inputSchema">A schema with the image and question columns (their types are taken from it).</param>
-    /// <param name="imageColumn">The image column; null for a model that is not an <see cref="IVqaModel"/>.</param>
+    /// <param name="imageColumn">The image column the scoring reads; null: rows pass through.</param>
     /// <remarks>
-    /// Only an <see cref="IVqaModel"/> scores rows (PredictedAnswer, Score). For any other model (a sentence encoder)
-    /// the transformer passes rows through and the quantized network is <see cref="Model"/>.
+    /// Only an <see cref="IVqaModel"/> scores rows (PredictedAnswer, Score), and only given an image column. Otherwise
+    /// (a sentence encoder, or scoring turned off) the transformer passes rows through and the quantized network is
+    /// <see cref="Model"/>.
     /// </remarks>
     public MixedPrecisionVqTransformer(MLContext ml, IQuantizableModel model, IReadOnlyList<QuantizedLayerReport> layers,
                                        QuantizedModel quantized, DataViewSchema inputSchema, string? imageColumn, string questionColumn)
@@ -39,8 +40,7 @@ public sealed class MixedPrecisionVqTransformer : ITransformer
         Layers = layers;
         ImageColumn = imageColumn;
         QuestionColumn = questionColumn;
-        if (model is not IVqaModel vqa) return;
-        if (imageColumn is null) throw new ArgumentNullException(nameof(imageColumn), "A VQA model scores from an image column.");
+        if (model is not IVqaModel vqa || imageColumn is null) return;
         ScoringSchema.Validate(inputSchema, imageColumn, questionColumn);
         var definition = ScoringSchema.InputDefinition(inputSchema, imageColumn, questionColumn);
         var empty = ml.Data.LoadFromEnumerable(Array.Empty<VqaScoringInput>(), definition);

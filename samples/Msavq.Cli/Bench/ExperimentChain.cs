@@ -12,6 +12,8 @@ public sealed record ChainSettings(int VectorDimension, int Seed)
     public long WeightsPerCodebook { get; init; } = Defaults.WeightsPerCodebook;
     public int ColumnsPerGroup { get; init; } = Defaults.ColumnsPerGroup;
     public bool RowScales { get; init; } = Defaults.RowScales;
+    /// <summary>False for a model that does not answer questions (see MixedPrecisionVqEstimator.Options.ScoreRows).</summary>
+    public bool ScoreRows { get; init; } = true;
     /// <summary>Folder for each experiment's per-layer report as CSV, or null.</summary>
     public string? LayerReports { get; init; }
 }
@@ -53,7 +55,7 @@ public sealed class ExperimentChain(MLContext ml, IDataView calibrated, ChainSet
             }).Fit(calibrated);
             q = ml.Msavq().QuantizeMixedPrecisionVq(new MixedPrecisionVqEstimator.Options
             {
-                GradientShift = e.GradientShift, Seed = s.Seed, Beta = s.Beta, ShiftTrustRatio = s.TrustRatio,
+                GradientShift = e.GradientShift, Seed = s.Seed, Beta = s.Beta, ShiftTrustRatio = s.TrustRatio, ScoreRows = s.ScoreRows,
             }).Fit(sensitivity.Transform(calibrated));
         }
         catch (ArgumentException ex) when (ex.Message.StartsWith("No ", StringComparison.Ordinal))

@@ -17,15 +17,18 @@ public sealed class MiniLmChainTests
         var model = SharedMiniLm.Model;
         var block0 = model.QuantizableLayers.Where(l => l.Block == 0).Select(l => l.Name).ToArray();
         IDataView pairs = BrownCorpus.CalibrationPairs(ml, sentences: 16);
-        var calibration = ml.Msavq().CollectCalibration(new CalibrationCollector.Options
-        {
-            Model = model, ImageColumnName = null, TextColumnName = BrownCorpus.TextColumn, AnswerColumnName = BrownCorpus.NextColumn,
-            LayerNames = block0, BatchSize = 8,
-        }).Fit(pairs);
-        var calibrated = calibration.Transform(pairs);
-        var plan = ml.Msavq().EstimateSensitivity(targetBitsPerWeight: 3.0).Fit(calibrated);
-        var quantizer = ml.Msavq().QuantizeMixedPrecisionVq(new MixedPrecisionVqEstimator.Options { KMeansIterations = 10 })
-            .Fit(plan.Transform(calibrated));
+        // One EstimatorChain, as a user writes it: schema propagation must not ask for image or question columns.
+        var chain = ml.Msavq().CollectCalibration(new CalibrationCollector.Options
+            {
+                Model = model, ImageColumnName = null, TextColumnName = BrownCorpus.TextColumn, AnswerColumnName = BrownCorpus.NextColumn,
+                LayerNames = block0, BatchSize = 8,
+            })
+            .Append(ml.Msavq().EstimateSensitivity(targetBitsPerWeight: 3.0))
+            .Append(ml.Msavq().QuantizeMixedPrecisionVq(new MixedPrecisionVqEstimator.Options { KMeansIterations = 10, ScoreRows = false }))
+            .Fit(pairs);
+        var calibration = chain.OfType<CalibrationTransformer>().Single();
+        var plan = chain.OfType<Sensitivity.SensitivityTransformer>().Single();
+        var quantizer = chain.LastTransformer;
 
         foreach (var s in calibration.Result.Statistics.Values)
         {
@@ -36,6 +39,7 @@ public sealed class MiniLmChainTests
         Assert.IsTrue(plan.Plan.Layers.All(l => l.ColumnOrder is null), "one modality: no affinity permutation to pay for");
         Assert.IsLessThanOrEqualTo(3.0 + 1e-9, quantizer.BitsPerWeight);
         Assert.AreSame(pairs.Schema, quantizer.GetOutputSchema(pairs.Schema), "a sentence encoder's transformer passes rows through");
+        Assert.AreEqual(pairs.Schema.Count, chain.Transform(pairs).Schema.Count);
 
         using var quantized = (MiniLmEncoder)quantizer.Model;
         using var scope = NewDisposeScope();
@@ -46,5 +50,21 @@ public sealed class MiniLmChainTests
             "layers outside the plan stay as they were");
         double cosine = (quantized.Embed(sentences) * model.Embed(sentences)).sum(1).min().item<float>();
         Assert.IsGreaterThan(0.9, cosine, "one block at 3 bits keeps the embeddings close");
+    }
+
+    [TestMethod]
+    public void Quantize_WithRowScoringOn_RejectsAModelThatDoesNotAnswerQuestions()
+    {
+        var ml = new MLContext(seed: 0);
+        var model = SharedMiniLm.Model;
+        IDataView pairs = BrownCorpus.CalibrationPairs(ml, sentences: 4);
+        var calibrated = ml.Msavq().CollectCalibration(new CalibrationCollector.Options
+        {
+            Model = model, ImageColumnName = null, TextColumnName = BrownCorpus.TextColumn, AnswerColumnName = BrownCorpus.NextColumn,
+            LayerNames = new[] { model.QuantizableLayers[0].Name }, BatchSize = 4,
+        }).Fit(pairs).Transform(pairs);
+        var planned = ml.Msavq().EstimateSensitivity(targetBitsPerWeight: 3.0).Fit(calibrated).Transform(calibrated);
+        var e = Assert.ThrowsExactly<InvalidOperationException>(() => ml.Msavq().QuantizeMixedPrecisionVq().Fit(planned));
+        StringAssert.Contains(e.Message, "ScoreRows = false");
     }
 }
