@@ -3,8 +3,13 @@ using Msavq.MLNet;
 namespace Msavq.Cli.Bench;
 
 /// <summary>One row of the accuracy table: a method at a budget, with its ablation switches.</summary>
+/// <param name="PlainMinMaxGrid">
+/// RTN on <see cref="Msavq.MLNet.Quantization.RoundToNearest.DequantizePlainMinMax"/>'s grid, applied to the weights
+/// directly (not through the estimator chain: a .msavq file does not store that grid).
+/// </param>
 public sealed record AccuracyExperiment(string Name, QuantizationMethod Method, double Budget, bool MixedPrecision = true,
-                                        bool GradientShift = Defaults.GradientShift, bool ModalityWeighting = true)
+                                        bool GradientShift = Defaults.GradientShift, bool ModalityWeighting = true,
+                                        bool PlainMinMaxGrid = false)
 {
     /// <summary>The table of issue 4: four methods at three budgets, and MSAVQ's ablations at the middle budget.</summary>
     public static IReadOnlyList<AccuracyExperiment> Standard(IReadOnlyList<double> budgets, double ablationBudget)
@@ -23,18 +28,26 @@ public sealed record AccuracyExperiment(string Name, QuantizationMethod Method, 
             .Select(m => new AccuracyExperiment(m.ToString().ToUpperInvariant(), m, b))).ToList();
 
     /// <summary>
-    /// The MiniLM table of issue 7: first the harness check, round-to-nearest at 2 bits in groups of 64 (the budget
-    /// 2 + 18/64 is exactly what the scalar fit needs for 2-bit codes with an fp16 scale and a 2-bit zero per 64
-    /// columns), then the four methods at each budget, and MSAVQ with its gradient term toggled at the first budget.
+    /// The MiniLM table of issue 7: first the harness check, round-to-nearest at 2 bits in groups of 64 on the plain
+    /// min–max grid (fp16 scale and offset per group: 2 + 32/64 bits) and on our zero-point grid (the budget 2 + 18/64
+    /// is exactly what the scalar fit needs for 2-bit codes with an fp16 scale and a 2-bit zero per 64 columns), then
+    /// the four methods at each budget, and MSAVQ with its gradient term toggled at the first budget.
     /// </summary>
     public static IReadOnlyList<AccuracyExperiment> MiniLm(IReadOnlyList<double> budgets)
     {
-        var list = new List<AccuracyExperiment> { new("RTN 2-bit g64 (harness check)", QuantizationMethod.Rtn, 2 + 18.0 / 64) };
+        var list = new List<AccuracyExperiment>
+        {
+            new("RTN 2-bit g64, plain min–max grid (harness check)", QuantizationMethod.Rtn, 2 + 32.0 / PlainGroupSize, PlainMinMaxGrid: true),
+            new("RTN 2-bit g64, zero-point grid", QuantizationMethod.Rtn, 2 + 18.0 / 64),
+        };
         list.AddRange(Methods(budgets));
         list.Add(new AccuracyExperiment(Defaults.GradientShift ? "MSAVQ − gradient term" : "MSAVQ + gradient term",
             QuantizationMethod.Msavq, budgets[0], GradientShift: !Defaults.GradientShift));
         return list;
     }
+
+    /// <summary>Columns per group of the plain-grid harness check.</summary>
+    public const int PlainGroupSize = 64;
 }
 
 /// <summary>What one experiment measured on the test split.</summary>

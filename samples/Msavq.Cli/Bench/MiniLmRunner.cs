@@ -3,6 +3,7 @@ using Msavq.MLNet;
 using Msavq.MLNet.Calibration;
 using Msavq.MLNet.Data;
 using Msavq.MLNet.Models.MiniLm;
+using Msavq.MLNet.Quantization;
 using static TorchSharp.torch;
 
 namespace Msavq.Cli.Bench;
@@ -33,8 +34,13 @@ public sealed class MiniLmRunner(MLContext ml, MiniLmEncoder model, int calibrat
             Model = model, ImageColumnName = null, TextColumnName = BrownCorpus.TextColumn, AnswerColumnName = BrownCorpus.NextColumn,
             Mode = mode,
         }).Fit(calibData);
-        var chain = new ExperimentChain(ml, collector.Transform(calibData), settings);
-        foreach (var (e, q, error, seconds) in chain.FitAll(experiments, status))
+        foreach (var e in experiments.Where(x => x.PlainMinMaxGrid))
+        {
+            status?.Invoke($"{e.Name}");
+            yield return PlainGrid(e, reference, referenceNeighbours);
+        }
+        var chain = new ExperimentChain(ml, collector.Transform(calibData), settings with { ScoreRows = false });
+        foreach (var (e, q, error, seconds) in chain.FitAll(experiments.Where(x => !x.PlainMinMaxGrid).ToList(), status))
         {
             if (q is null)
             {
@@ -42,12 +48,34 @@ public sealed class MiniLmRunner(MLContext ml, MiniLmEncoder model, int calibrat
                 continue;
             }
             using var quantized = (MiniLmEncoder)q.Model;
-            using var scope = NewDisposeScope();
-            var embeddings = Embed(quantized, evaluation);
-            var cosine = (reference * embeddings).sum(1).to(ScalarType.Float64);
-            double agreement = Neighbours(embeddings).eq(referenceNeighbours).to(ScalarType.Float64).mean().item<double>();
-            yield return new MiniLmResult(e, q.BitsPerWeight, cosine.mean().item<double>(), cosine.min().item<double>(), agreement, seconds);
+            yield return Score(e, quantized, q.BitsPerWeight, seconds, reference, referenceNeighbours);
         }
+    }
+
+    private MiniLmResult Score(AccuracyExperiment e, MiniLmEncoder quantized, double bitsPerWeight, double seconds,
+                               Tensor reference, Tensor referenceNeighbours)
+    {
+        using var scope = NewDisposeScope();
+        var embeddings = Embed(quantized, evaluation);
+        var cosine = (reference * embeddings).sum(1).to(ScalarType.Float64);
+        double agreement = Neighbours(embeddings).eq(referenceNeighbours).to(ScalarType.Float64).mean().item<double>();
+        return new MiniLmResult(e, bitsPerWeight, cosine.mean().item<double>(), cosine.min().item<double>(), agreement, seconds);
+    }
+
+    /// <summary>The harness check: 2-bit RTN on the plain min–max grid, written straight into a copy's linears.</summary>
+    private MiniLmResult PlainGrid(AccuracyExperiment e, Tensor reference, Tensor referenceNeighbours)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        using var copy = model.Clone();
+        using (no_grad())
+            foreach (var layer in copy.QuantizableLayers)
+            {
+                using var scope = NewDisposeScope();
+                var w = layer.Module.weight!;
+                w.copy_(RoundToNearest.DequantizePlainMinMax(w.detach(), 2, AccuracyExperiment.PlainGroupSize));
+            }
+        double bits = 2 + 32.0 / AccuracyExperiment.PlainGroupSize; // fp16 scale + fp16 offset per group
+        return Score(e, copy, bits, clock.Elapsed.TotalSeconds, reference, referenceNeighbours);
     }
 
     /// <summary>Normalized sentence embeddings [N, H] in input order, one dispose scope per batch (architecture.md §6).</summary>

@@ -34,4 +34,35 @@ public static class RoundToNearest
             Bits = bits, GroupSize = g,
         };
     }
+
+    /// <summary>
+    /// Round-to-nearest on the plain min–max grid, levels min + k·(max − min)/(2^bits − 1) per (row, group), with the
+    /// scale and the offset min rounded to fp16 (2 × 16 bits per group) — the grid of many RTN write-ups. It differs
+    /// from <see cref="Quantize"/>'s zero-point grid in one way that matters at 2 bits: it has no level at zero, so
+    /// every small weight moves by up to half a step. A .msavq file does not store it (its zeros are integers);
+    /// bench minilm uses it as the harness check of issue 7.
+    /// </summary>
+    /// <returns>The dequantized weight, same shape and dtype as <paramref name="w"/>.</returns>
+    public static Tensor DequantizePlainMinMax(Tensor w, int bits, int groupSize)
+    {
+        if (bits < 1 || bits > 8) throw new ArgumentOutOfRangeException(nameof(bits), "bits must be in 1..8.");
+        if (groupSize < 1) throw new ArgumentOutOfRangeException(nameof(groupSize), "groupSize must be >= 1.");
+        int maxq = (1 << bits) - 1;
+        long n = w.shape[1];
+        using var scope = NewDisposeScope();
+        var x = w.to(ScalarType.Float32);
+        var parts = new List<Tensor>();
+        for (long c0 = 0; c0 < n; c0 += groupSize)
+        {
+            var g = x[.., (int)c0..(int)Math.Min(c0 + groupSize, n)];
+            var lo = g.amin(new long[] { 1 }, keepdim: true);
+            var hi = g.amax(new long[] { 1 }, keepdim: true);
+            // A constant group gets scale 1 (its only value is the offset itself).
+            var range = hi - lo;
+            var scale = where(range.gt(0), range.div(maxq), ones_like(range)).to(ScalarType.Float16).to(ScalarType.Float32);
+            var offset = lo.to(ScalarType.Float16).to(ScalarType.Float32);
+            parts.Add(g.sub(offset).div(scale).round().clamp(0, maxq).mul(scale).add(offset));
+        }
+        return cat(parts, 1).to(w.dtype).MoveToOuterDisposeScope();
+    }
 }
