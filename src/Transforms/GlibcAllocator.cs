@@ -18,14 +18,27 @@ public static class GlibcAllocator
 #pragma warning restore CA2255
     internal static void OnLoad() => Configure();
 
-    /// <summary>Idempotent; runs when Msavq.MLNet.Transforms or Msavq.MLNet.Estimators loads.</summary>
-    public static void Configure()
+    /// <summary>The threshold set on load: right for quantizing large layers.</summary>
+    public const int QuantizationThreshold = 128 * 1024;
+
+    /// <summary>
+    /// The largest threshold glibc accepts on 64-bit: every buffer below 32 MiB is reused from the heap. Right for
+    /// training, whose many mid-sized activations (1–8 MiB) repeat every step: with 128 KiB each one is a fresh
+    /// mmap the kernel zeroes, and ShapesVlm trained at less than half the steps per second, the time in the kernel.
+    /// </summary>
+    public const int TrainingThreshold = 32 * 1024 * 1024;
+
+    /// <summary>
+    /// Sets the mmap (and trim) threshold; idempotent; runs with <see cref="QuantizationThreshold"/> when
+    /// Msavq.MLNet.Transforms or Msavq.MLNet.Estimators loads. An explicit MALLOC_MMAP_THRESHOLD_ wins.
+    /// </summary>
+    public static void Configure(int mmapThresholdBytes = QuantizationThreshold)
     {
         if (!OperatingSystem.IsLinux() || Environment.GetEnvironmentVariable("MALLOC_MMAP_THRESHOLD_") != null) return;
         try
         {
-            mallopt(MMmapThreshold, 128 * 1024);
-            mallopt(MTrimThreshold, 128 * 1024);
+            mallopt(MMmapThreshold, mmapThresholdBytes);
+            mallopt(MTrimThreshold, Math.Max(mmapThresholdBytes, QuantizationThreshold));
         }
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
         {

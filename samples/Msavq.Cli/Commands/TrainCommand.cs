@@ -1,5 +1,6 @@
 using System.ComponentModel;
 using Msavq.Cli.Training;
+using Msavq.MLNet;
 using Msavq.MLNet.Data;
 using Spectre.Console;
 using Spectre.Console.Cli;
@@ -40,6 +41,27 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
         [CommandOption("--focus-share <SHARE>"), Description("Share of each batch from the --focus family.")]
         public double FocusShare { get; init; } = new TrainingOptions().FocusShare;
 
+        [CommandOption("--init-from <CKPT>"), Description("Start from this checkpoint's weights ('pretrained': the shipped model) instead of random ones.")]
+        public string? InitFrom { get; init; }
+
+        [CommandOption("--families <LIST>"), Description("Comma-separated families of the main stream (default: all six).")]
+        public string? Families { get; init; }
+
+        [CommandOption("--start-objects <N>"), Description("Objects per scene when the curriculum starts (2..6).")]
+        public int StartObjects { get; init; } = new TrainingOptions().CurriculumStartObjects;
+
+        [CommandOption("--curriculum <FRACTION>"), Description("Fraction of the budget over which scenes grow to 6 objects.")]
+        public double Curriculum { get; init; } = new TrainingOptions().CurriculumFraction;
+
+        [CommandOption("--eval-every <MIN>"), Description("Minutes between validation evaluations and checkpoints.")]
+        public double EvalEvery { get; init; } = new TrainingOptions().EvalEveryMinutes;
+
+        [CommandOption("--no-grid-positions"), Description("Leave out the row/column embeddings on the image tokens (the first checkpoint's layout).")]
+        public bool NoGridPositions { get; init; }
+
+        [CommandOption("--no-relation-probe"), Description("Leave out the probe that predicts both named objects' rows and columns at the answer of a spatial question.")]
+        public bool NoRelationProbe { get; init; }
+
         [CommandOption("--verbose"), Description("Print stack traces on errors.")]
         public bool Verbose { get; init; }
 
@@ -53,7 +75,21 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
             : Threads < 1 ? ValidationResult.Error("--threads must be >= 1")
             : Focus != "none" && FamilyByName(Focus) is null ? ValidationResult.Error($"--focus: unknown family '{Focus}'")
             : FocusShare < 0 || FocusShare > 1 ? ValidationResult.Error("--focus-share must be in [0, 1]")
+            : ParseFamilies(Families) is null ? ValidationResult.Error($"--families: unknown family in '{Families}'")
+            : StartObjects < 2 || StartObjects > ShapesWorld.MaxObjects ? ValidationResult.Error($"--start-objects must be in 2..{ShapesWorld.MaxObjects}")
+            : Curriculum <= 0 ? ValidationResult.Error("--curriculum must be > 0")
+            : EvalEvery <= 0 ? ValidationResult.Error("--eval-every must be > 0")
+            : InitFrom is not null && Resume ? ValidationResult.Error("--init-from and --resume exclude each other")
             : ValidationResult.Success();
+
+        /// <summary>The families named in <paramref name="list"/>; all six when it is empty; null when a name is unknown.</summary>
+        public static IReadOnlyList<QuestionFamily>? ParseFamilies(string? list)
+        {
+            if (string.IsNullOrWhiteSpace(list)) return Enum.GetValues<QuestionFamily>();
+            var names = list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            var families = names.Select(FamilyByName).ToList();
+            return families.Any(f => f is null) || families.Count == 0 ? null : families.Select(f => f!.Value).ToList();
+        }
     }
 
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellation)
@@ -63,8 +99,10 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
             OutputDirectory = s.Output, Minutes = s.Minutes, BatchSize = s.Batch, LearningRate = s.LearningRate,
             Threads = s.Threads, Seed = s.Seed, Resume = s.Resume,
             FocusFamily = s.Focus == "none" ? null : Settings.FamilyByName(s.Focus), FocusShare = s.FocusShare,
-            FocusAfterMinutes = s.FocusAfter,
+            FocusAfterMinutes = s.FocusAfter, InitFrom = s.InitFrom, Families = Settings.ParseFamilies(s.Families),
+            CurriculumStartObjects = s.StartObjects, CurriculumFraction = s.Curriculum, ImageGridPositions = !s.NoGridPositions, RelationProbe = !s.NoRelationProbe, EvalEveryMinutes = s.EvalEvery,
         };
+        GlibcAllocator.Configure(GlibcAllocator.TrainingThreshold);
         var trainer = new ShapesVlmTrainer(options);
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
         ConsoleCancelEventHandler stop = (_, e) => { e.Cancel = true; cts.Cancel(); };
@@ -86,7 +124,9 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
                         p => console.MarkupLine(
                             $"[grey]{p.Minutes,6:F1} min[/] step {p.Step}: val accuracy [bold]{p.Validation.Accuracy:P1}[/] " +
                             string.Join(" ", p.Validation.FamilyAccuracy.Select(kv =>
-                                $"{ShapesVqaGenerator.NameOf(kv.Key)} {kv.Value:P0}"))),
+                                $"{ShapesVqaGenerator.NameOf(kv.Key)} {kv.Value:P0}")) +
+                            (double.IsNaN(p.ReferentLoss) ? "" : $" [grey]referent probe {p.ReferentLoss:F3}[/]") +
+                            (double.IsNaN(p.RelationLoss) ? "" : $" [grey]relation probe {p.RelationLoss:F3}[/]")),
                         cts.Token);
                 });
         }

@@ -11,7 +11,10 @@ using F = TorchSharp.torch.nn.functional;
 namespace Msavq.Cli.Training;
 
 /// <summary>One evaluation point of the learning curve.</summary>
-public sealed record CurvePoint(double Minutes, long Step, double Loss, VqaEvaluation Validation);
+/// <param name="ReferentLoss">Smoothed loss of the referent probe (NaN before any spatial question).</param>
+/// <param name="RelationLoss">Smoothed loss of the relation probe (NaN when off): ln 4 ≈ 1.39 is chance.</param>
+public sealed record CurvePoint(double Minutes, long Step, double Loss, VqaEvaluation Validation,
+                                double ReferentLoss = double.NaN, double RelationLoss = double.NaN);
 
 /// <summary>
 /// Trains <see cref="ShapesVlm"/> from scratch on the Shapes-VQA train stream: answer-token cross-entropy plus an
@@ -37,7 +40,7 @@ public sealed class ShapesVlmTrainer
         Directory.CreateDirectory(_o.OutputDirectory);
         torch.set_num_threads(_o.Threads);
         torch.random.manual_seed(_o.Seed);
-        var model = new ShapesVlm(new ShapesVlmConfig());
+        var model = new ShapesVlm(new ShapesVlmConfig { ImageGridPositions = _o.ImageGridPositions });
         var c = model.Config;
         var shapeHead = nn.Linear(c.VisionWidth, ShapesWorld.Shapes.Length + 1);
         var colorHead = nn.Linear(c.VisionWidth, ShapesWorld.Colors.Length + 1);
@@ -46,46 +49,67 @@ public sealed class ShapesVlmTrainer
         // Referent grounding: at the word naming each object of a spatial question, predict that object's cell.
         var refHead = nn.Linear(c.TextWidth, ShapesWorld.GridSize * ShapesWorld.GridSize);
         var refOptimizer = optim.AdamW(refHead.parameters(), lr: _o.LearningRate, weight_decay: _o.WeightDecay);
+        // Relation grounding: at the position that answers a spatial question, one block before the last, predict the
+        // row and column of both named objects — what the last block needs to compare.
+        int grid = ShapesWorld.GridSize;
+        var answerHead = nn.Linear(c.TextWidth, 4 * grid);
+        var answerOptimizer = optim.AdamW(answerHead.parameters(), lr: _o.LearningRate, weight_decay: _o.WeightDecay);
+        int referentTap = c.TextLayers / 2 - 1, answerTap = c.TextLayers - 2;
 
         long step = 0; double elapsedBefore = 0, best = -1; int resumes = 0;
         if (_o.Resume && File.Exists(StatePath) && File.Exists(LastCheckpoint))
         {
             using var trained = ShapesVlmCheckpoint.Load(LastCheckpoint);
-            using (no_grad())
-                foreach (var (p, q) in model.parameters().Zip(trained.parameters())) p.copy_(q);
+            if (CopyWeights(trained, model).Count > 0)
+                throw new InvalidOperationException($"{LastCheckpoint} was trained with other options (--grid-positions?); resume with the same ones.");
             using var r = new BinaryReader(File.OpenRead(StatePath));
             step = r.ReadInt64(); elapsedBefore = r.ReadDouble(); best = r.ReadDouble(); resumes = r.ReadInt32() + 1;
             shapeHead.load(r); colorHead.load(r);
             optimizer.load_state_dict(r);
             if (r.BaseStream.Position < r.BaseStream.Length) { refHead.load(r); refOptimizer.load_state_dict(r); }
+            if (r.BaseStream.Position < r.BaseStream.Length) { answerHead.load(r); answerOptimizer.load_state_dict(r); }
         }
-        else if (File.Exists(CurvePath)) File.Delete(CurvePath);
+        else
+        {
+            if (File.Exists(CurvePath)) File.Delete(CurvePath);
+            if (_o.InitFrom is { } init)
+            {
+                using var start = init == "pretrained" ? ShapesVlm.LoadPretrained() : ShapesVlmCheckpoint.Load(init);
+                var fresh = CopyWeights(start, model);
+                // Parameters the start lacks (the image grid embeddings) keep their fresh initialisation.
+                if (fresh.Count > 0) Console.Error.WriteLine($"not in {init}, initialised fresh: {string.Join(", ", fresh)}");
+            }
+        }
 
         var validation = new ShapesVqaGenerator(ShapesVqa.SeedOf(ShapesVqaSplit.Validation)).Take(_o.EvalQuestions).ToList();
         // A fresh stream per resume, so a resumed run does not replay the examples it has already seen.
-        var train = new ShapesVqaGenerator(ShapesVqa.SeedOf(ShapesVqaSplit.Train) + 7919 * resumes, maxObjects: 3);
+        var train = new ShapesVqaGenerator(ShapesVqa.SeedOf(ShapesVqaSplit.Train) + 7919 * resumes,
+            maxObjects: _o.CurriculumStartObjects, families: _o.Families);
         var focus = _o.FocusFamily is { } ff
-            ? new ShapesVqaGenerator(ShapesVqa.SeedOf(ShapesVqaSplit.Train) + 104729 * (resumes + 1), maxObjects: 3, families: new[] { ff })
+            ? new ShapesVqaGenerator(ShapesVqa.SeedOf(ShapesVqaSplit.Train) + 104729 * (resumes + 1), maxObjects: _o.CurriculumStartObjects, families: new[] { ff })
             : null;
         int focusRows = focus is null ? 0 : (int)Math.Round(_o.BatchSize * Math.Clamp(_o.FocusShare, 0, 1));
         double budget = _o.Minutes * 60;
         var clock = Stopwatch.StartNew();
         double Elapsed() => elapsedBefore + clock.Elapsed.TotalSeconds;
         double nextEval = (Math.Floor(Elapsed() / (_o.EvalEveryMinutes * 60)) + 1) * _o.EvalEveryMinutes * 60;
-        double smooth = double.NaN;
+        double smooth = double.NaN, refSmooth = double.NaN, relSmooth = double.NaN;
+        static double Smooth(double s, double x) => double.IsNaN(x) ? s : double.IsNaN(s) ? x : 0.98 * s + 0.02 * x;
         model.train();
 
         while (Elapsed() < budget && !cancel.IsCancellationRequested)
         {
             double frac = Elapsed() / budget;
-            train.MaxObjects = Math.Clamp(3 + (int)(4 * frac / _o.CurriculumFraction), 3, ShapesWorld.MaxObjects);
+            int start = _o.CurriculumStartObjects;
+            train.MaxObjects = Math.Clamp(start + (int)((ShapesWorld.MaxObjects - start + 1) * frac / _o.CurriculumFraction),
+                                          start, ShapesWorld.MaxObjects);
             if (focus is not null) focus.MaxObjects = train.MaxObjects;
             double lr = step < _o.WarmupSteps
                 ? _o.LearningRate * (step + 1) / _o.WarmupSteps
                 : _o.MinLearningRate + 0.5 * (_o.LearningRate - _o.MinLearningRate) * (1 + Math.Cos(Math.PI * Math.Min(frac, 1)));
             foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
 
-            double lossValue;
+            double lossValue, refValue = double.NaN, relValue = double.NaN;
             using (var scope = NewDisposeScope())
             {
                 int fr = Elapsed() >= _o.FocusAfterMinutes * 60 ? focusRows : 0;
@@ -94,7 +118,7 @@ public sealed class ShapesVlmTrainer
                 var features = model.EncodeImage(batch.Pixels);
                 // The referent probe reads the middle of the decoder: the object's cell must be known there for later
                 // blocks to compare two of them (a probe on the last block would not force that).
-                var (hidden, tap) = model.DecodeHidden(features, batch.Tokens, c.TextLayers / 2 - 1);
+                var (hidden, taps) = model.DecodeHidden(features, batch.Tokens, new[] { referentTap, answerTap });
                 var logits = model.Head(hidden);
                 var loss = ShapesVlm.LossFromLogits(logits, batch);
                 var (cellShape, cellColor) = CellTargets(examples);
@@ -104,19 +128,35 @@ public sealed class ShapesVlmTrainer
                 var (refRows, refPositions, refCells) = ReferentTargets(examples, c.ImageTokens);
                 if (refRows.Length > 0)
                 {
-                    var picked = tap!.index(TensorIndex.Tensor(tensor(refRows)), TensorIndex.Tensor(tensor(refPositions)));
-                    total = total + _o.AuxiliaryWeight * F.cross_entropy(refHead.call(picked), tensor(refCells));
+                    var picked = taps[0].index(TensorIndex.Tensor(tensor(refRows)), TensorIndex.Tensor(tensor(refPositions)));
+                    var refLoss = F.cross_entropy(refHead.call(picked), tensor(refCells));
+                    refValue = refLoss.item<float>();
+                    total = total + _o.AuxiliaryWeight * refLoss;
+                }
+                var (relRows, relTargets) = RelationTargets(examples);
+                if (_o.RelationProbe && relRows.Length > 0)
+                {
+                    var at = tensor(relRows.Select(i => batch.AnswerPositions[i]).ToArray());
+                    var picked = taps[1].index(TensorIndex.Tensor(tensor(relRows)), TensorIndex.Tensor(at));
+                    var predicted = answerHead.call(picked).reshape(-1, grid);          // [n·4, g]: rowA, colA, rowB, colB
+                    var relLoss = F.cross_entropy(predicted, tensor(relTargets));
+                    relValue = relLoss.item<float>();
+                    total = total + _o.AuxiliaryWeight * relLoss;
                 }
                 optimizer.zero_grad();
                 refOptimizer.zero_grad();
+                answerOptimizer.zero_grad();
                 total.backward();
                 nn.utils.clip_grad_norm_(parameters, 1.0);
                 optimizer.step();
                 refOptimizer.step();
+                answerOptimizer.step();
                 lossValue = loss.item<float>();
             }
             step++;
-            smooth = double.IsNaN(smooth) ? lossValue : 0.98 * smooth + 0.02 * lossValue;
+            smooth = Smooth(smooth, lossValue);
+            refSmooth = Smooth(refSmooth, refValue);
+            relSmooth = Smooth(relSmooth, relValue);
             onStep(Math.Min(Elapsed() / budget, 1), step, smooth);
 
             bool last = Elapsed() >= budget || cancel.IsCancellationRequested;
@@ -126,14 +166,35 @@ public sealed class ShapesVlmTrainer
                 model.eval();
                 var eval = VqaEvaluator.Evaluate(model, validation);
                 model.train();
-                var point = new CurvePoint(Elapsed() / 60, step, smooth, eval);
+                var point = new CurvePoint(Elapsed() / 60, step, smooth, eval, refSmooth, relSmooth);
                 AppendCurve(point);
                 ShapesVlmCheckpoint.Save(model, LastCheckpoint);
                 if (eval.Accuracy > best) { best = eval.Accuracy; ShapesVlmCheckpoint.Save(model, BestCheckpoint); }
-                SaveState(step, Elapsed(), best, resumes, shapeHead, colorHead, optimizer, refHead, refOptimizer);
+                SaveState(step, Elapsed(), best, resumes, shapeHead, colorHead, optimizer, refHead, refOptimizer, answerHead, answerOptimizer);
                 onEval(point);
             }
         }
+    }
+
+    /// <summary>Copies every parameter of <paramref name="from"/> into the one of the same name and shape; returns the names of <paramref name="to"/> left untouched.</summary>
+    private static List<string> CopyWeights(ShapesVlm from, ShapesVlm to)
+    {
+        var source = from.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        var untouched = new List<string>();
+        using var _ = no_grad();
+        foreach (var (name, p) in to.named_parameters())
+        {
+            if (source.Remove(name, out var q))
+            {
+                if (!q.shape.SequenceEqual(p.shape))
+                    throw new InvalidOperationException($"Parameter '{name}' has shape [{string.Join(",", q.shape)}] in the start checkpoint, [{string.Join(",", p.shape)}] here.");
+                p.copy_(q);
+            }
+            else untouched.Add(name);
+        }
+        if (source.Count > 0)
+            throw new InvalidOperationException($"The start checkpoint has parameters this model lacks: {string.Join(", ", source.Keys)}.");
+        return untouched;
     }
 
     private static (Tensor Shape, Tensor Color) CellTargets(IReadOnlyList<VqaExample> examples)
@@ -173,8 +234,29 @@ public sealed class ShapesVlmTrainer
         return (rows.ToArray(), pos.ToArray(), cells.ToArray());
     }
 
+    /// <summary>For spatial questions: the row and column of the first and the second named object (4 targets per row).</summary>
+    private static (long[] Rows, long[] Targets) RelationTargets(IReadOnlyList<VqaExample> examples)
+    {
+        var rows = new List<long>(); var targets = new List<long>();
+        for (int i = 0; i < examples.Count; i++)
+        {
+            var e = examples[i];
+            if (e.Family != QuestionFamily.Spatial) continue;
+            var words = e.Question.Replace("?", " ?").Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            rows.Add(i);
+            foreach (int at in new[] { 3, words.Length - 2 })
+            {
+                int color = Array.IndexOf(ShapesWorld.Colors, words[at - 1]), shape = Array.IndexOf(ShapesWorld.Shapes, words[at]);
+                var o = e.Scene.Objects.Single(x => x.Color == color && x.Shape == shape);
+                targets.Add(o.Row);
+                targets.Add(o.Column);
+            }
+        }
+        return (rows.ToArray(), targets.ToArray());
+    }
+
     private void SaveState(long step, double elapsed, double best, int resumes, Linear shapeHead, Linear colorHead,
-                           OptimizerHelper optimizer, Linear refHead, OptimizerHelper refOptimizer)
+                           OptimizerHelper optimizer, Linear refHead, OptimizerHelper refOptimizer, Linear answerHead, OptimizerHelper answerOptimizer)
     {
         using var ms = new MemoryStream();
         using (var w = new BinaryWriter(ms, System.Text.Encoding.UTF8, leaveOpen: true))
@@ -184,6 +266,8 @@ public sealed class ShapesVlmTrainer
             optimizer.save_state_dict(w);
             refHead.save(w);
             refOptimizer.save_state_dict(w);
+            answerHead.save(w);
+            answerOptimizer.save_state_dict(w);
         }
         AtomicFile.Write(StatePath, ms.ToArray());
     }

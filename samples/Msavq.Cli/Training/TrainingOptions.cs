@@ -23,6 +23,19 @@ public sealed record TrainingOptions
     public int Threads { get; init; } = Environment.ProcessorCount;
     public bool Resume { get; init; }
     /// <summary>
+    /// Checkpoint to start from instead of random weights (null: from scratch; "pretrained": the shipped model).
+    /// Only the weights are taken: the optimizer, schedule and curriculum start afresh.
+    /// </summary>
+    public string? InitFrom { get; init; }
+    /// <summary>Row/column embeddings on the image tokens (<see cref="Msavq.MLNet.Models.ShapesVlmConfig.ImageGridPositions"/>).</summary>
+    public bool ImageGridPositions { get; init; } = true;
+    /// <summary>Probe at the answering position of spatial questions: rows and columns of both named objects.</summary>
+    public bool RelationProbe { get; init; } = true;
+    /// <summary>Families of the main training stream (null: all six).</summary>
+    public IReadOnlyList<QuestionFamily>? Families { get; init; }
+    /// <summary>Objects per scene at the start of the curriculum (2..6).</summary>
+    public int CurriculumStartObjects { get; init; } = 3;
+    /// <summary>
     /// A family to oversample once the others are learned, or null. Spatial relations stay at chance while the
     /// easier families dominate the loss (reference-vlm.md; our own curve in bench/RESULTS.md).
     /// </summary>

@@ -17,6 +17,11 @@ public sealed record ShapesVlmConfig
     public int TextMlp { get; init; } = 704;
     /// <summary>Longest text part (bos + question + answer) the positional table covers.</summary>
     public int MaxTextTokens { get; init; } = 24;
+    /// <summary>
+    /// Learned row and column embeddings added to the projected image tokens, at the scale of the tokens themselves.
+    /// Off in configs that predate it (a checkpoint's JSON without the field loads with it off).
+    /// </summary>
+    public bool ImageGridPositions { get; init; }
     public IReadOnlyList<string> Vocabulary { get; init; } = ShapesTokenizer.ShapesVocabulary();
 
     public int ImageTokens => (ImageSize / PatchSize) * (ImageSize / PatchSize);

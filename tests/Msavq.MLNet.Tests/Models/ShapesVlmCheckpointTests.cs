@@ -28,6 +28,42 @@ public sealed class ShapesVlmCheckpointTests
     }
 
     [TestMethod]
+    public void SaveLoad_WithImageGridPositions_KeepsThemAndTheirEffect()
+    {
+        TorchSharp.torch.random.manual_seed(4);
+        using var model = new ShapesVlm(TinyVlm.Config with { ImageGridPositions = true });
+        model.eval();
+        Assert.AreEqual(2, model.named_parameters().Count(p => p.name is "image_rows" or "image_cols"));
+        string path = TempPath();
+        ShapesVlmCheckpoint.Save(model, path);
+        using var loaded = ShapesVlmCheckpoint.Load(path);
+        Assert.IsTrue(loaded.Config.ImageGridPositions);
+        using var batch = model.Encode(TinyVlm.Rows(4));
+        using var scope = NewDisposeScope();
+        Assert.IsTrue(model.call(batch.Pixels, batch.Tokens).eq(loaded.call(batch.Pixels, batch.Tokens)).all().item<bool>());
+
+        // The embeddings are in the forward pass: zeroing them changes the logits.
+        var before = model.call(batch.Pixels, batch.Tokens);
+        using (no_grad())
+            foreach (var p in model.named_parameters().Where(p => p.name is "image_rows" or "image_cols")) p.parameter.zero_();
+        Assert.IsFalse(before.eq(model.call(batch.Pixels, batch.Tokens)).all().item<bool>());
+    }
+
+    [TestMethod]
+    public void Load_ACheckpointFromBeforeImageGridPositions_LoadsWithThemOff()
+    {
+        // The shipped file's config JSON either has the field or predates it; both must load to what they were trained as.
+        using var plain = TinyVlm.Create(seed: 5);
+        string path = TempPath();
+        ShapesVlmCheckpoint.Save(plain, path);
+        using var loaded = ShapesVlmCheckpoint.Load(path);
+        Assert.IsFalse(loaded.Config.ImageGridPositions);
+        Assert.IsFalse(loaded.named_parameters().Any(p => p.name is "image_rows" or "image_cols"));
+        var json = System.Text.Json.JsonSerializer.Deserialize<ShapesVlmConfig>("""{"TextWidth":32}""")!;
+        Assert.IsFalse(json.ImageGridPositions, "a config without the field has the grid off");
+    }
+
+    [TestMethod]
     public void Load_MissingFile_ThrowsNamingIt()
     {
         string path = TempPath();
