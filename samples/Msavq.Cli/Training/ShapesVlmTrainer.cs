@@ -50,9 +50,9 @@ public sealed class ShapesVlmTrainer
         var refHead = nn.Linear(c.TextWidth, ShapesWorld.GridSize * ShapesWorld.GridSize);
         var refOptimizer = optim.AdamW(refHead.parameters(), lr: _o.LearningRate, weight_decay: _o.WeightDecay);
         // Relation grounding: at the position that answers a spatial question, one block before the last, predict the
-        // row and column of both named objects — what the last block needs to compare.
-        int grid = ShapesWorld.GridSize;
-        var answerHead = nn.Linear(c.TextWidth, 4 * grid);
+        // row and column of both named objects and the relation asked — what the last block needs to compare.
+        int grid = ShapesWorld.GridSize, relations = ShapesWorld.Relations.Length;
+        var answerHead = nn.Linear(c.TextWidth, 4 * grid + relations);
         var answerOptimizer = optim.AdamW(answerHead.parameters(), lr: _o.LearningRate, weight_decay: _o.WeightDecay);
         int referentTap = c.TextLayers / 2 - 1, answerTap = c.TextLayers - 2;
 
@@ -133,13 +133,14 @@ public sealed class ShapesVlmTrainer
                     refValue = refLoss.item<float>();
                     total = total + _o.AuxiliaryWeight * refLoss;
                 }
-                var (relRows, relTargets) = RelationTargets(examples);
+                var (relRows, relTargets, relKinds) = RelationTargets(examples);
                 if (_o.RelationProbe && relRows.Length > 0)
                 {
                     var at = tensor(relRows.Select(i => batch.AnswerPositions[i]).ToArray());
-                    var picked = taps[1].index(TensorIndex.Tensor(tensor(relRows)), TensorIndex.Tensor(at));
-                    var predicted = answerHead.call(picked).reshape(-1, grid);          // [n·4, g]: rowA, colA, rowB, colB
-                    var relLoss = F.cross_entropy(predicted, tensor(relTargets));
+                    var picked = answerHead.call(taps[1].index(TensorIndex.Tensor(tensor(relRows)), TensorIndex.Tensor(at)));
+                    var cells = picked[.., ..(4 * grid)].reshape(-1, grid);              // [n·4, g]: rowA, colA, rowB, colB
+                    var relLoss = F.cross_entropy(cells, tensor(relTargets))
+                                + F.cross_entropy(picked[.., (4 * grid)..], tensor(relKinds));
                     relValue = relLoss.item<float>();
                     total = total + _o.AuxiliaryWeight * relLoss;
                 }
@@ -234,16 +235,20 @@ public sealed class ShapesVlmTrainer
         return (rows.ToArray(), pos.ToArray(), cells.ToArray());
     }
 
-    /// <summary>For spatial questions: the row and column of the first and the second named object (4 targets per row).</summary>
-    private static (long[] Rows, long[] Targets) RelationTargets(IReadOnlyList<VqaExample> examples)
+    /// <summary>
+    /// For spatial questions: the row and column of the first and the second named object (4 targets per row), and
+    /// the relation asked (one per row).
+    /// </summary>
+    private static (long[] Rows, long[] Targets, long[] Relations) RelationTargets(IReadOnlyList<VqaExample> examples)
     {
-        var rows = new List<long>(); var targets = new List<long>();
+        var rows = new List<long>(); var targets = new List<long>(); var relations = new List<long>();
         for (int i = 0; i < examples.Count; i++)
         {
             var e = examples[i];
             if (e.Family != QuestionFamily.Spatial) continue;
             var words = e.Question.Replace("?", " ?").Split(' ', StringSplitOptions.RemoveEmptyEntries);
             rows.Add(i);
+            relations.Add(Array.IndexOf(ShapesWorld.Relations, words[4]));   // "is the C S REL ..."
             foreach (int at in new[] { 3, words.Length - 2 })
             {
                 int color = Array.IndexOf(ShapesWorld.Colors, words[at - 1]), shape = Array.IndexOf(ShapesWorld.Shapes, words[at]);
@@ -252,7 +257,7 @@ public sealed class ShapesVlmTrainer
                 targets.Add(o.Column);
             }
         }
-        return (rows.ToArray(), targets.ToArray());
+        return (rows.ToArray(), targets.ToArray(), relations.ToArray());
     }
 
     private void SaveState(long step, double elapsed, double best, int resumes, Linear shapeHead, Linear colorHead,
