@@ -12,16 +12,19 @@ namespace Msavq.Cli.Training;
 
 /// <summary>One evaluation point of the learning curve.</summary>
 /// <param name="ReferentLoss">Smoothed loss of the referent probe (NaN before any spatial question).</param>
-/// <param name="RelationLoss">Smoothed loss of the relation probe (NaN when off): ln 4 ≈ 1.39 is chance.</param>
+/// <param name="RelationLoss">Smoothed loss of the relation probe (NaN when off): ln 4 + ln 4 ≈ 2.77 is chance.</param>
 public sealed record CurvePoint(double Minutes, long Step, double Loss, VqaEvaluation Validation,
                                 double ReferentLoss = double.NaN, double RelationLoss = double.NaN);
 
 /// <summary>
-/// Trains <see cref="ShapesVlm"/> from scratch on the Shapes-VQA train stream: answer-token cross-entropy plus an
-/// auxiliary per-cell shape/colour loss on the image tokens (grounding, reference-vlm.md §What to try 1), AdamW with
-/// warm-up and a cosine schedule over the wall-clock budget, a 3→6-object curriculum; after
-/// <see cref="TrainingOptions.FocusAfterMinutes"/> one family (spatial) is oversampled and a probe at the middle of the
-/// decoder predicts the cell of each object a spatial question names. Checkpoints every evaluation, resumable.
+/// Trains <see cref="ShapesVlm"/> from scratch (or from a checkpoint's weights) on the Shapes-VQA train stream:
+/// answer-token cross-entropy plus an auxiliary per-cell shape/colour loss on the image tokens (grounding,
+/// reference-vlm.md §What to try 1), AdamW with warm-up and a cosine schedule over the wall-clock budget, an object
+/// curriculum; after <see cref="TrainingOptions.FocusAfterMinutes"/> one family (spatial) is oversampled. Two probes
+/// ground spatial questions: at the middle of the decoder, the cell of each object the question names; one block
+/// before the last, at the answering position, both objects' rows and columns and the relation asked (without that
+/// probe, spatial stayed at chance even with the positions decodable: bench/RESULTS.md). Checkpoints every
+/// evaluation, resumable.
 /// </summary>
 public sealed class ShapesVlmTrainer
 {
@@ -61,7 +64,7 @@ public sealed class ShapesVlmTrainer
         {
             using var trained = ShapesVlmCheckpoint.Load(LastCheckpoint);
             if (CopyWeights(trained, model).Count > 0)
-                throw new InvalidOperationException($"{LastCheckpoint} was trained with other options (--grid-positions?); resume with the same ones.");
+                throw new InvalidOperationException($"{LastCheckpoint} was trained with other options (--no-grid-positions?); resume with the same ones.");
             using var r = new BinaryReader(File.OpenRead(StatePath));
             step = r.ReadInt64(); elapsedBefore = r.ReadDouble(); best = r.ReadDouble(); resumes = r.ReadInt32() + 1;
             shapeHead.load(r); colorHead.load(r);
