@@ -59,7 +59,10 @@ public sealed class BenchAccuracyCommand(IAnsiConsole console) : Command<BenchAc
 
     private static string Line(AccuracyResult r) => r.Error is not null
         ? $"{r.Experiment.Name} ≤{r.Experiment.Budget}: {r.Error}"
-        : $"{r.Experiment.Name} ≤{r.Experiment.Budget}: {r.BitsPerWeight:F3} b/w, acc {r.Accuracy:P1}, agree {r.Agreement:P1}, KL {r.MeanKl:F4}, NLL {r.AnswerNll:F4}, {r.Seconds:F0} s";
+        : $"{r.Experiment.Name} ≤{r.Experiment.Budget}: {r.BitsPerWeight:F3} b/w, acc {r.Accuracy:P1}, agree {r.Agreement:P1}, KL {Kl(r.MeanKl)}, NLL {r.AnswerNll:F4}, {r.Seconds:F0} s";
+
+    /// <summary>KL with three significant digits: on a model this accurate it falls below 1e-4, where F4 shows 0.0001.</summary>
+    private static string Kl(double kl) => double.IsNaN(kl) ? "—" : kl == 0 ? "0" : kl.ToString(kl < 1e-3 ? "0.00E+0" : "0.0000", CultureInfo.InvariantCulture);
 
     private static string F(double x, string format) => double.IsNaN(x) ? "—" : x.ToString(format, CultureInfo.InvariantCulture);
 
@@ -99,7 +102,7 @@ public sealed class BenchAccuracyCommand(IAnsiConsole console) : Command<BenchAc
                 continue;
             }
             sb.Append($"| {r.Experiment.Name} | ≤ {r.Experiment.Budget:0.##} | {F(r.BitsPerWeight, "F3")} | {F(r.QuantizedKiB, "N0")} | " +
-                      $"{r.Accuracy:P1} | {r.Agreement:P1} | {F(r.MeanKl, "F4")} | {F(r.AnswerNll, "F4")} | {F(r.Seconds, "F0")} |");
+                      $"{r.Accuracy:P1} | {r.Agreement:P1} | {Kl(r.MeanKl)} | {F(r.AnswerNll, "F4")} | {F(r.Seconds, "F0")} |");
             foreach (var f in families) sb.Append($" {(r.FamilyAccuracy.TryGetValue(f, out var a) ? a.ToString("P1", CultureInfo.InvariantCulture) : "—")} |");
             sb.AppendLine();
         }

@@ -225,17 +225,29 @@ public sealed class ShapesVlmTrainer
         {
             var e = examples[i];
             if (e.Family != QuestionFamily.Spatial) continue;
-            var words = e.Question.Replace("?", " ?").Split(' ', StringSplitOptions.RemoveEmptyEntries);
-            foreach (int at in new[] { 3, words.Length - 2 })
+            foreach (var (at, o) in Referents(e).Objects)
             {
-                int color = Array.IndexOf(ShapesWorld.Colors, words[at - 1]), shape = Array.IndexOf(ShapesWorld.Shapes, words[at]);
-                var o = e.Scene.Objects.Single(x => x.Color == color && x.Shape == shape);
                 rows.Add(i);
                 pos.Add(at + 1 + imageTokens); // text index = word index + 1 (bos); full position adds the image tokens
                 cells.Add(o.Row * ShapesWorld.GridSize + o.Column);
             }
         }
         return (rows.ToArray(), pos.ToArray(), cells.ToArray());
+    }
+
+    /// <summary>
+    /// Parses a spatial question "is the C1 S1 REL the C2 S2?": the relation's index, and the word index of each shape
+    /// word with the object it names (unique in the scene by construction).
+    /// </summary>
+    private static (int Relation, (int WordIndex, ShapesObject Object)[] Objects) Referents(VqaExample e)
+    {
+        var words = e.Question.Replace("?", " ?").Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        var objects = new[] { 3, words.Length - 2 }.Select(at =>
+        {
+            int color = Array.IndexOf(ShapesWorld.Colors, words[at - 1]), shape = Array.IndexOf(ShapesWorld.Shapes, words[at]);
+            return (at, e.Scene.Objects.Single(x => x.Color == color && x.Shape == shape));
+        }).ToArray();
+        return (Array.IndexOf(ShapesWorld.Relations, words[4]), objects);
     }
 
     /// <summary>
@@ -249,13 +261,11 @@ public sealed class ShapesVlmTrainer
         {
             var e = examples[i];
             if (e.Family != QuestionFamily.Spatial) continue;
-            var words = e.Question.Replace("?", " ?").Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            var (relation, objects) = Referents(e);
             rows.Add(i);
-            relations.Add(Array.IndexOf(ShapesWorld.Relations, words[4]));   // "is the C S REL ..."
-            foreach (int at in new[] { 3, words.Length - 2 })
+            relations.Add(relation);
+            foreach (var (_, o) in objects)
             {
-                int color = Array.IndexOf(ShapesWorld.Colors, words[at - 1]), shape = Array.IndexOf(ShapesWorld.Shapes, words[at]);
-                var o = e.Scene.Objects.Single(x => x.Color == color && x.Shape == shape);
                 targets.Add(o.Row);
                 targets.Add(o.Column);
             }
