@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Msavq.MLNet.Quantization;
@@ -49,6 +50,9 @@ public static class RoundToNearest
         if (groupSize < 1) throw new ArgumentOutOfRangeException(nameof(groupSize), "groupSize must be >= 1.");
         int maxq = (1 << bits) - 1;
         long n = w.shape[1];
+        // Explicit Scalars: TorchSharp leaves implicit ones to the finalizer (see RmsNorm).
+        using var top = ((double)maxq).ToScalar();
+        using var bottom = 0.0.ToScalar();
         using var scope = NewDisposeScope();
         var x = w.to(ScalarType.Float32);
         var parts = new List<Tensor>();
@@ -59,9 +63,9 @@ public static class RoundToNearest
             var hi = g.amax(new long[] { 1 }, keepdim: true);
             // A constant group gets scale 1 (its only value is the offset itself).
             var range = hi - lo;
-            var scale = where(range.gt(0), range.div(maxq), ones_like(range)).to(ScalarType.Float16).to(ScalarType.Float32);
+            var scale = where(range.gt(bottom), range.div(top), ones_like(range)).to(ScalarType.Float16).to(ScalarType.Float32);
             var offset = lo.to(ScalarType.Float16).to(ScalarType.Float32);
-            parts.Add(g.sub(offset).div(scale).round().clamp(0, maxq).mul(scale).add(offset));
+            parts.Add(g.sub(offset).div(scale).round().clamp(bottom, top).mul(scale).add(offset));
         }
         return cat(parts, 1).to(w.dtype).MoveToOuterDisposeScope();
     }
