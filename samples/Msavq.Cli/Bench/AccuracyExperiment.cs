@@ -37,7 +37,7 @@ public sealed record AccuracyExperiment(string Name, QuantizationMethod Method, 
     {
         var list = new List<AccuracyExperiment>
         {
-            new("RTN 2-bit g64, plain min–max grid (harness check)", QuantizationMethod.Rtn, 2 + 32.0 / PlainGroupSize, PlainMinMaxGrid: true),
+            new("RTN 2-bit g64, plain min–max grid (harness check)", QuantizationMethod.Rtn, PlainBitsPerWeight, PlainMinMaxGrid: true),
             new("RTN 2-bit g64, zero-point grid", QuantizationMethod.Rtn, 2 + 18.0 / 64),
         };
         list.AddRange(Methods(budgets));
@@ -48,6 +48,9 @@ public sealed record AccuracyExperiment(string Name, QuantizationMethod Method, 
 
     /// <summary>Columns per group of the plain-grid harness check.</summary>
     public const int PlainGroupSize = 64;
+
+    /// <summary>Its all-in cost: 2-bit codes plus an fp16 scale and an fp16 offset per group.</summary>
+    public const double PlainBitsPerWeight = 2 + 32.0 / PlainGroupSize;
 }
 
 /// <summary>What one experiment measured on the test split.</summary>

@@ -74,8 +74,7 @@ public sealed class MiniLmRunner(MLContext ml, MiniLmEncoder model, int calibrat
                 var w = layer.Module.weight!;
                 w.copy_(RoundToNearest.DequantizePlainMinMax(w.detach(), 2, AccuracyExperiment.PlainGroupSize));
             }
-        double bits = 2 + 32.0 / AccuracyExperiment.PlainGroupSize; // fp16 scale + fp16 offset per group
-        return Score(e, copy, bits, clock.Elapsed.TotalSeconds, reference, referenceNeighbours);
+        return Score(e, copy, AccuracyExperiment.PlainBitsPerWeight, clock.Elapsed.TotalSeconds, reference, referenceNeighbours);
     }
 
     /// <summary>Normalized sentence embeddings [N, H] in input order, one dispose scope per batch (architecture.md §6).</summary>

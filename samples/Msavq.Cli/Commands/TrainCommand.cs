@@ -59,7 +59,7 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
         [CommandOption("--no-grid-positions"), Description("Leave out the row/column embeddings on the image tokens (the first checkpoint's layout).")]
         public bool NoGridPositions { get; init; }
 
-        [CommandOption("--no-relation-probe"), Description("Leave out the probe that predicts both named objects' rows and columns at the answer of a spatial question.")]
+        [CommandOption("--no-relation-probe"), Description("Leave out the probe that predicts both named objects' rows and columns and the relation at the answer of a spatial question.")]
         public bool NoRelationProbe { get; init; }
 
         [CommandOption("--verbose"), Description("Print stack traces on errors.")]

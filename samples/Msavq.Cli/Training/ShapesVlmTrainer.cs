@@ -136,8 +136,8 @@ public sealed class ShapesVlmTrainer
                     refValue = refLoss.item<float>();
                     total = total + _o.AuxiliaryWeight * refLoss;
                 }
-                var (relRows, relTargets, relKinds) = RelationTargets(examples);
-                if (_o.RelationProbe && relRows.Length > 0)
+                var (relRows, relTargets, relKinds) = _o.RelationProbe ? RelationTargets(examples) : ([], [], []);
+                if (relRows.Length > 0)
                 {
                     var at = tensor(relRows.Select(i => batch.AnswerPositions[i]).ToArray());
                     var picked = answerHead.call(taps[1].index(TensorIndex.Tensor(tensor(relRows)), TensorIndex.Tensor(at)));
