@@ -35,7 +35,7 @@ public static class AnswerThroughput
         allLookups.UseLookupKernels(q.Quantized, smallBatchRows: int.MaxValue);
 
         var rows = new ShapesVqaGenerator(ShapesVqa.SeedOf(ShapesVqaSplit.Test)).Take(questions)
-            .Select(e => new VqaInput(e.Image, e.Question)).ToList();
+            .Select(e => new ModelRow(e.Image, e.Question)).ToList();
         Console.WriteLine($"{questions} test questions, batch {batch}, {Environment.ProcessorCount} threads; " +
                           $"{swapped} of {q.Quantized.Layers.Count} quantized layers on QuantizedLinear, {q.BitsPerWeight:F3} bits/weight all-in");
         var models = new (string Name, ShapesVlm Model)[]
@@ -66,7 +66,7 @@ public static class AnswerThroughput
 
     private const int Rounds = 3;
 
-    private static (double Rate, string[] Answers) Measure(ShapesVlm model, IReadOnlyList<VqaInput> rows, int batch)
+    private static (double Rate, string[] Answers) Measure(ShapesVlm model, IReadOnlyList<ModelRow> rows, int batch)
     {
         using var _ = no_grad();
         Answer(model, rows.Take(Math.Min(batch * 2, rows.Count)).ToList(), batch); // warm-up
@@ -75,7 +75,7 @@ public static class AnswerThroughput
         return (rows.Count / watch.Elapsed.TotalSeconds, answers);
     }
 
-    private static string[] Answer(ShapesVlm model, IReadOnlyList<VqaInput> rows, int batch)
+    private static string[] Answer(ShapesVlm model, IReadOnlyList<ModelRow> rows, int batch)
     {
         var answers = new List<string>();
         for (int i = 0; i < rows.Count; i += batch)

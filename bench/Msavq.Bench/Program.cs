@@ -1,38 +1,61 @@
-using Msavq.Bench;
+using Msavq.Bench.Commands;
+using Msavq.MLNet;
+using Spectre.Console;
+using Spectre.Console.Cli;
 
-// msavq-bench: the engine benchmarks. Results and the commands that produced them are in bench/RESULTS.md.
-TorchSharp.torch.set_num_threads(Environment.ProcessorCount);
-string cmd = args.Length > 0 ? args[0] : "";
-int Arg(string name, int fallback) =>
-    Array.IndexOf(args, name) is var i and >= 0 && i + 1 < args.Length ? int.Parse(args[i + 1]) : fallback;
-switch (cmd)
+namespace Msavq.Bench;
+
+/// <summary>
+/// <c>msavq-bench</c>: every benchmark behind bench/RESULTS.md, each a command that names its settings in the section
+/// it writes. Quality tables (accuracy, minilm) and engine/kernels timings; run one at a time, alone on the machine.
+/// </summary>
+public static class Program
 {
-    case "proxy":
-        return ProxyTable.Run(Arg("--size", 1024), Arg("--samples", 8192), (ulong)Arg("--seed", 0));
-    case "quantize-time":
-        return QuantizeTime.Run(args.Length > 1 ? args[1] : "gptq", Arg("--size", 4096), Arg("--samples", 8192));
-    case "export-layer":
+    public static int Main(string[] args)
     {
-        // W.npy (float32) and H.npy (float64) of the synthetic layer, for the published GPTQ reference and
-        // `msavq quantize-layer`.
-        string dir = Array.IndexOf(args, "--out") is var o and >= 0 ? args[o + 1] : ".";
-        Directory.CreateDirectory(dir);
-        var layer = SyntheticLayer.Create(Arg("--size", 4096), Arg("--size", 4096), Arg("--samples", 8192), (ulong)Arg("--seed", 0));
-        Msavq.Cli.IO.NpyFile.Write(Path.Combine(dir, "W.npy"), layer.W.to(TorchSharp.torch.ScalarType.Float32));
-        Msavq.Cli.IO.NpyFile.Write(Path.Combine(dir, "H.npy"), layer.A);
-        return 0;
+        // Process-wide allocator setting for long quantizations (an opt-in of the programs, never of the library).
+        GlibcAllocator.Configure();
+        using var stop = new CancellationTokenSource();
+        Console.CancelKeyPress += (_, e) =>
+        {
+            if (stop.IsCancellationRequested) return;
+            e.Cancel = true;
+            stop.Cancel();
+        };
+        return Run(args, cancellation: stop.Token);
     }
-    case "answers":
-        // ShapesVlm answers/s: FP vs the 2-bit model on decoded weights and on QuantizedLinear.
-        return AnswerThroughput.Run(Arg("--questions", 500), Arg("--calibration", 128), Arg("--batch", 1));
-    case "kernels":
-        // BenchmarkDotNet: 4096² layer, fp32 linear vs C# GEMV vs 2-bit look-ups, hot and cold; read bandwidth.
-        return Msavq.Bench.Kernels.KernelBenchmarks.Run(args[1..]);
-    default:
-        Console.Error.WriteLine("usage: msavq-bench proxy [--size N] [--samples N] [--seed N]\n" +
-                                "       msavq-bench quantize-time gptq|gptvq-d2|gptvq-d4|ldlq-shift [--size N]\n" +
-                                "       msavq-bench export-layer [--size N] [--samples N] [--seed N] --out DIR\n" +
-                                "       msavq-bench answers [--questions N] [--calibration N] [--batch N]\n" +
-                                "       msavq-bench kernels [BenchmarkDotNet arguments, e.g. --filter *LinearKernel*]");
-        return 2;
+
+    public static int Run(string[] args, IAnsiConsole? console = null, CancellationToken cancellation = default)
+    {
+        var app = new CommandApp();
+        app.Configure(c =>
+        {
+            c.SetApplicationName("msavq-bench");
+            c.UseStrictParsing();
+            if (console != null) c.ConfigureConsole(console);
+            c.AddCommand<BenchAccuracyCommand>("accuracy")
+                .WithDescription("Accuracy, agreement, KL and bits of RTN, GPTQ, GPTVQ and MSAVQ on the shipped ShapesVlm (test split).")
+                .WithExample("accuracy", "--questions", "2000");
+            c.AddCommand<BenchMiniLmCommand>("minilm")
+                .WithDescription("Mean cosine, top-1 neighbour agreement and bits of RTN, GPTQ, GPTVQ and MSAVQ on all-MiniLM-L6-v2.")
+                .WithExample("minilm", "--sentences", "1000");
+            c.AddCommand<ProxyCommand>("proxy")
+                .WithDescription("Every method on one synthetic layer at one budget: bits, proxy error, loss model, time.");
+            c.AddCommand<QuantizeTimeCommand>("quantize-time")
+                .WithDescription("Seconds and peak memory to quantize one synthetic layer with one method (one method per process).")
+                .WithExample("quantize-time", "--method", "gptq", "--size", "4096");
+            c.AddCommand<ExportLayerCommand>("export-layer")
+                .WithDescription("W.npy and H.npy of the synthetic layer, for the published GPTQ reference and 'msavq quantize-layer'.");
+            c.AddCommand<AnswersCommand>("answers")
+                .WithDescription("ShapesVlm answers per second: FP32 against the 2-bit model on decoded weights and on QuantizedLinear.");
+            c.AddCommand<KernelsCommand>("kernels")
+                .WithDescription("BenchmarkDotNet: 4096² layer, fp32 linear vs C# GEMV vs 2-bit look-ups, hot and cold; read bandwidth.");
+            c.SetExceptionHandler((ex, _) =>
+            {
+                (console ?? AnsiConsole.Console).MarkupLine($"[red]error:[/] {Markup.Escape((ex.InnerException ?? ex).Message)}");
+                return ex is OperationCanceledException ? 130 : 1;
+            });
+        });
+        return app.Run(args, cancellation);
+    }
 }

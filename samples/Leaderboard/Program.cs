@@ -45,7 +45,7 @@ string[] Predict(IVqaModel model)
     var answers = new List<string>();
     for (int i = 0; i < rows.Count; i += 100)
     {
-        using var batch = model.Encode(rows.Skip(i).Take(100).Select(r => new VqaInput(r.Image, r.Question)).ToList());
+        using var batch = model.Encode(rows.Skip(i).Take(100).Select(r => new ModelRow(r.Image, r.Question)).ToList());
         answers.AddRange(model.Predict(batch).Answers);
     }
     return answers.ToArray();

@@ -8,6 +8,8 @@ public static class Program
 {
     public static int Main(string[] args)
     {
+        // Process-wide allocator setting for long quantizations (an opt-in of this program, never of the library).
+        Msavq.MLNet.GlibcAllocator.Configure();
         // First Ctrl+C: commands stop at their next safe point (all files are written atomically) and exit 130;
         // a second one ends the process at once.
         using var stop = new CancellationTokenSource();
@@ -27,6 +29,7 @@ public static class Program
         app.Configure(c =>
         {
             c.SetApplicationName("msavq");
+            c.UseStrictParsing();   // an unknown option or a typo is an error, never a silent default run
             if (console != null) c.ConfigureConsole(console);
             c.AddCommand<TrainCommand>("train")
                 .WithDescription("Train the reference ShapesVlm from scratch on Shapes-VQA (resumable).")
@@ -35,10 +38,10 @@ public static class Program
                 .WithDescription("Accuracy per question family on the Shapes-VQA test split (default: the shipped model).")
                 .WithExample("eval", "--questions", "2000");
             c.AddCommand<QuantizeCommand>("quantize")
-                .WithDescription("Quantize the model (default: the shipped ShapesVlm) and print a before/after table.")
-                .WithExample("quantize", "--method", "msavq", "--budget", "2.25");
+                .WithDescription("Quantize the model (default: the shipped ShapesVlm), print a before/after table, save the pipeline.")
+                .WithExample("quantize", "--method", "msavq", "--budget", "2.25", "--out", "runs/shapes-vlm.zip");
             c.AddCommand<PredictCommand>("predict")
-                .WithDescription("Load a pipeline saved with --save-pipeline (Msavq.Load) and answer test questions.")
+                .WithDescription("Answer test questions with a saved pipeline (from 'msavq quantize') or a .msavq file and its base model.")
                 .WithExample("predict", "--pipeline", "runs/shapes-vlm.zip", "--questions", "10");
             c.AddCommand<ReportCommand>("report")
                 .WithDescription("Quantize with every method at one budget; write CSV, PNG plots and index.html to a folder.")
@@ -46,16 +49,6 @@ public static class Program
             c.AddCommand<QuantizeLayerCommand>("quantize-layer")
                 .WithDescription("Quantize one layer from NumPy files (W, H, optional G and b) and report bits and proxy error.")
                 .WithExample("quantize-layer", "--weight", "W.npy", "--hessian", "H.npy", "--method", "gptq", "--bits", "2", "--out", "Q.npy");
-            c.AddBranch("bench", b =>
-            {
-                b.SetDescription("Benchmarks that write bench/RESULTS.md.");
-                b.AddCommand<BenchAccuracyCommand>("accuracy")
-                    .WithDescription("Accuracy, agreement, KL and bits of RTN, GPTQ, GPTVQ and MSAVQ on the shipped model (test split).")
-                    .WithExample("bench", "accuracy", "--questions", "2000");
-                b.AddCommand<BenchMiniLmCommand>("minilm")
-                    .WithDescription("Mean cosine, top-1 neighbour agreement and bits of RTN, GPTQ, GPTVQ and MSAVQ on all-MiniLM-L6-v2.")
-                    .WithExample("bench", "minilm", "--sentences", "1000");
-            });
             c.SetExceptionHandler((ex, _) => CliErrors.Report(ex, console ?? AnsiConsole.Console, args));
         });
         return app.Run(args, cancellation);

@@ -11,6 +11,10 @@ namespace Msavq.MLNet;
 /// RTN, GPTQ or GPTVQ for the baseline presets), block by block, re-collecting statistics on the partly quantized
 /// network in sequential mode. Yields a <see cref="MixedPrecisionVqTransformer"/> that scores with the quantized copy.
 /// </summary>
+/// <remarks>
+/// Named after the method it exists for; the baselines run through the same estimator (the plan's method decides the
+/// layer step, <see cref="LayerQuantizer"/>) so that a comparison differs only in that step.
+/// </remarks>
 public sealed class MixedPrecisionVqEstimator : IEstimator<MixedPrecisionVqTransformer>
 {
     /// <summary>Options of <see cref="MixedPrecisionVqEstimator"/>; defaults from <see cref="Defaults"/>.</summary>
@@ -103,9 +107,8 @@ public sealed class MixedPrecisionVqEstimator : IEstimator<MixedPrecisionVqTrans
                 {
                     _options.Progress?.Report(new QuantizationProgress("quantize", l.Name, done + 1, calib.Layers.Count));
                     var s = stats?[l.Name] ?? calib.Statistics[l.Name];
-                    var result = LayerQuantizer.Quantize(l.Module.weight, s, planned[l.Name], plan, _options);
+                    using var result = LayerQuantizer.Quantize(l.Module.weight, s, planned[l.Name], plan.Precision, _options);
                     using (no_grad()) l.Module.weight.copy_(result.Weight);
-                    result.Weight.Dispose();
                     reports.Add(result.Report);
                     stored.Add(result.Stored);
                     done++;

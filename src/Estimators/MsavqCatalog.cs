@@ -1,4 +1,5 @@
 using Microsoft.ML;
+using Microsoft.ML.Data;
 using Msavq.MLNet.Calibration;
 using Msavq.MLNet.Models;
 using Msavq.MLNet.Sensitivity;
@@ -39,18 +40,18 @@ public sealed class MsavqCatalog
     /// Quantize the planned layers and return the scoring transformer (<paramref name="scoreRows"/> false for a model
     /// that does not answer questions: its transformer passes rows through and carries the quantized network).
     /// </summary>
-    public MixedPrecisionVqEstimator QuantizeMixedPrecisionVq(double beta = Defaults.Beta, int seed = Defaults.Seed, bool scoreRows = true) =>
-        new(Context, new MixedPrecisionVqEstimator.Options { Beta = beta, Seed = seed, ScoreRows = scoreRows });
+    public MixedPrecisionVqEstimator QuantizeMixedPrecisionVq(int seed = Defaults.Seed, bool scoreRows = true) =>
+        new(Context, new MixedPrecisionVqEstimator.Options { Seed = seed, ScoreRows = scoreRows });
 
     public MixedPrecisionVqEstimator QuantizeMixedPrecisionVq(MixedPrecisionVqEstimator.Options options) => new(Context, options);
 
-    /// <summary>Save the fitted pipeline with its quantized layers in one ML.NET zip (same as <c>Msavq.Save</c>).</summary>
-    public void Save(ITransformer pipeline, Microsoft.ML.DataViewSchema inputSchema, string path) =>
-        MLNet.Msavq.Save(Context, pipeline, inputSchema, path);
+    /// <summary>Save the fitted pipeline with its quantized layers in one ML.NET zip (same as <see cref="MsavqPipeline.Save"/>).</summary>
+    public void Save(ITransformer pipeline, DataViewSchema inputSchema, string path) =>
+        MsavqPipeline.Save(Context, pipeline, inputSchema, path);
 
-    /// <summary>Load what <see cref="Save"/> wrote (same as <c>Msavq.Load</c>); a plain Model.Load cannot.</summary>
-    public ITransformer Load(string path, out Microsoft.ML.DataViewSchema inputSchema) =>
-        MLNet.Msavq.Load(Context, path, out inputSchema);
+    /// <summary>Load what <see cref="Save"/> wrote (same as <see cref="MsavqPipeline.Load"/>); a plain Model.Load cannot.</summary>
+    public TransformerChain<MixedPrecisionVqTransformer> Load(string path, out DataViewSchema inputSchema) =>
+        MsavqPipeline.Load(Context, path, out inputSchema);
 }
 
 public static class MsavqCatalogExtensions

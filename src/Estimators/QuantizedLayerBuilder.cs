@@ -55,8 +55,4 @@ internal static class QuantizedLayerBuilder
             Codes = q.Codes.to(ScalarType.Int32).cpu().data<int>().ToArray(),
         };
     }
-
-    /// <summary>The stored layer's weight as a tensor [rows, columns] on <paramref name="device"/>.</summary>
-    public static Tensor Weight(QuantizedLayer layer, Device device) =>
-        tensor(layer.Dequantize(), new long[] { layer.Rows, layer.Columns }, ScalarType.Float32).to(device);
 }

@@ -1,24 +1,20 @@
-using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
 namespace Msavq.MLNet;
 
 /// <summary>
-/// Pins glibc's mmap threshold when the library loads. libtorch allocates and frees many large CPU buffers; glibc
-/// raises its mmap threshold after each freed mmapped block (up to 32 MiB), after which such buffers come from the
-/// heap and fragment it: quantizing a 4096×4096 layer grew past 24 GiB resident. With the threshold fixed at
-/// 128 KiB the same run stays near 2 GiB (bench/RESULTS.md). Same effect as MALLOC_MMAP_THRESHOLD_=131072.
+/// glibc's mmap threshold, pinned on request (an opt-in: it is process-wide, so a library never sets it for its host;
+/// the msavq CLI and the benchmarks call <see cref="Configure"/> at start). libtorch allocates and frees many large
+/// CPU buffers; glibc raises its mmap threshold after each freed mmapped block (up to 32 MiB), after which such
+/// buffers come from the heap and fragment it: quantizing a 4096×4096 layer grew past 24 GiB resident. With the
+/// threshold fixed at 128 KiB the same run stays near 2 GiB (bench/RESULTS.md). Same effect as
+/// MALLOC_MMAP_THRESHOLD_=131072 in the environment, which is what an application that hosts the library should set.
 /// </summary>
 public static class GlibcAllocator
 {
     private const int MTrimThreshold = -1, MMmapThreshold = -3;
 
-#pragma warning disable CA2255 // a process-wide allocator setting must be in place before the first tensor exists
-    [ModuleInitializer]
-#pragma warning restore CA2255
-    internal static void OnLoad() => Configure();
-
-    /// <summary>The threshold set on load: right for quantizing large layers.</summary>
+    /// <summary>The threshold for quantizing large layers.</summary>
     public const int QuantizationThreshold = 128 * 1024;
 
     /// <summary>
@@ -29,8 +25,8 @@ public static class GlibcAllocator
     public const int TrainingThreshold = 32 * 1024 * 1024;
 
     /// <summary>
-    /// Sets the mmap (and trim) threshold; idempotent; runs with <see cref="QuantizationThreshold"/> when
-    /// Msavq.MLNet.Transforms or Msavq.MLNet.Estimators loads. An explicit MALLOC_MMAP_THRESHOLD_ wins.
+    /// Sets the mmap (and trim) threshold for the whole process; idempotent; nothing calls it unasked. An explicit
+    /// MALLOC_MMAP_THRESHOLD_ in the environment wins.
     /// </summary>
     public static void Configure(int mmapThresholdBytes = QuantizationThreshold)
     {

@@ -13,7 +13,7 @@ namespace Msavq.MLNet;
 /// (float, the answer's probability), lazily — nothing is computed until a cursor asks. Works with
 /// <c>PredictionEngine</c>. Knows nothing of fitting: it receives the quantized model and the per-layer report.
 /// </summary>
-public sealed class MixedPrecisionVqTransformer : ITransformer
+public sealed class MixedPrecisionVqTransformer : ITransformer, IDisposable
 {
     public const string PredictedAnswerColumn = "PredictedAnswer";
     public const string ScoreColumn = "Score";
@@ -44,7 +44,7 @@ public sealed class MixedPrecisionVqTransformer : ITransformer
         ScoringSchema.Validate(inputSchema, imageColumn, questionColumn);
         var definition = ScoringSchema.InputDefinition(inputSchema, imageColumn, questionColumn);
         var empty = ml.Data.LoadFromEnumerable(Array.Empty<VqaScoringInput>(), definition);
-        _mapping = ml.Transforms.CustomMapping<VqaScoringInput, VqaScoringOutput>((i, o) => Score(vqa, i, o), Msavq.ContractName,
+        _mapping = ml.Transforms.CustomMapping<VqaScoringInput, VqaScoringOutput>((i, o) => Score(vqa, i, o), MsavqPipeline.ContractName,
             inputSchemaDefinition: definition).Fit(empty);
     }
 
@@ -62,7 +62,7 @@ public sealed class MixedPrecisionVqTransformer : ITransformer
     /// <summary>All-in bits per weight over the quantized layers.</summary>
     public double BitsPerWeight => QuantizedLayerReport.AverageBitsPerWeight(Layers);
 
-    /// <summary>Writes the quantized layers to a .msavq file (atomically; docs/quantized-format.md).</summary>
+    /// <summary>Writes the quantized layers alone to a .msavq file (atomically; docs/quantized-format.md).</summary>
     public void SaveQuantized(string path) => QuantizedModelFile.Save(path, Quantized);
 
     /// <summary>
@@ -72,24 +72,33 @@ public sealed class MixedPrecisionVqTransformer : ITransformer
     public static MixedPrecisionVqTransformer LoadQuantized(MLContext ml, string path, IQuantizableModel baseModel,
         DataViewSchema inputSchema, string imageColumn = "Image", string questionColumn = "Question")
     {
+        if (!File.Exists(path)) throw new FileNotFoundException($"Quantized model file not found: {path}", path);
+        ModelFile.Expect(path, ModelFileKind.QuantizedLayers);
         var stored = QuantizedModelFile.Load(path);
         var copy = baseModel.Clone();
-        var byName = copy.QuantizableLayers.ToDictionary(l => l.Name);
-        foreach (var l in stored.Layers)
+        try
         {
-            if (!byName.TryGetValue(l.Name, out var target))
-                throw new ArgumentException($"{path}: layer '{l.Name}' is not a quantizable layer of the given model.");
-            if (target.Module.out_features != l.Rows || target.Module.in_features != l.Columns)
-                throw new ArgumentException($"{path}: layer '{l.Name}' is {l.Rows}×{l.Columns} in the file but {target.Module.out_features}×{target.Module.in_features} in the model.");
-            using var _ = no_grad();
-            using var w = tensor(l.Dequantize(), new long[] { l.Rows, l.Columns }, ScalarType.Float32);
-            target.Module.weight.copy_(w);
+            StoredWeights.Write(copy, stored, path);
+            return new MixedPrecisionVqTransformer(ml, copy, QuantizedLayerReport.FromStored(stored), stored, inputSchema, imageColumn, questionColumn);
         }
-        var reports = stored.Layers.Select(l => new QuantizedLayerReport(l.Name, l.Rows, l.Columns, stored.Method,
-            l.IndexBits() / ((long)l.Rows * l.Columns), (l.StoredBits() - l.IndexBits()) / ((long)l.Rows * l.Columns),
-            l.Kind == QuantizedKind.Scalar ? l.Groups : l.CodebookSizes.Length, double.NaN, 0)).ToList();
-        return new MixedPrecisionVqTransformer(ml, copy, reports, stored, inputSchema, imageColumn, questionColumn);
+        catch
+        {
+            (copy as IDisposable)?.Dispose();
+            throw;
+        }
     }
+
+    /// <summary>
+    /// Runs the quantized layers on their packed codes (<see cref="Kernels.QuantizedLinear"/>) instead of decoded fp32
+    /// weights; for models that support it (<see cref="ISupportsLookupKernels"/>). Returns how many layers were swapped.
+    /// </summary>
+    public int UseLookupKernels(Kernels.LutKernelOptions? kernel = null, int smallBatchRows = 8, IEnumerable<string>? exactLayers = null) =>
+        Model is ISupportsLookupKernels k
+            ? k.UseLookupKernels(Quantized, kernel, smallBatchRows, exactLayers)
+            : throw new NotSupportedException($"{Model.GetType().Name} cannot swap in look-up kernels (it does not implement ISupportsLookupKernels).");
+
+    /// <summary>Frees the quantized model's native memory; the transformer cannot score afterwards.</summary>
+    public void Dispose() => (Model as IDisposable)?.Dispose();
 
     public bool IsRowToRowMapper => true;
 
@@ -99,7 +108,7 @@ public sealed class MixedPrecisionVqTransformer : ITransformer
 
     public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => Mapping(inputSchema).GetRowToRowMapper(inputSchema);
 
-    // Saves as its CustomMapping (contract Msavq.ContractName); Msavq.Save adds the quantized layers to the zip.
+    // Saves as its CustomMapping (contract MsavqPipeline.ContractName); Msavq.Save adds the quantized layers to the zip.
     void ICanSaveModel.Save(ModelSaveContext ctx) => ((ICanSaveModel)(_mapping
         ?? throw new NotSupportedException($"Only a VQA model's pipeline can be saved; {Model.GetType().Name} has no scoring mapping (use SaveQuantized).")))
         .Save(ctx);
@@ -120,7 +129,7 @@ public sealed class MixedPrecisionVqTransformer : ITransformer
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        using var batch = model.Encode(new[] { new VqaInput(input.Image, input.Question) });
+        using var batch = model.Encode(new[] { new ModelRow(input.Image, input.Question) });
         var p = model.Predict(batch);
         output.PredictedAnswer = p.Answers[0];
         output.Score = p.Scores[0];

@@ -30,6 +30,14 @@ public sealed record QuantizedLayerReport(
         new DoubleDataFrameColumn("ProxyError", layers.Select(l => l.ProxyError)),
         new DoubleDataFrameColumn("Seconds", layers.Select(l => l.Seconds)));
 
+    /// <summary>The report of layers read back from a file: bits as stored; proxy error and time were not kept (NaN, 0).</summary>
+    public static IReadOnlyList<QuantizedLayerReport> FromStored(Format.QuantizedModel stored) => stored.Layers.Select(l =>
+    {
+        var cost = l.Cost();
+        return new QuantizedLayerReport(l.Name, l.Rows, l.Columns, stored.Method, cost.IndexBitsPerWeight, cost.OverheadBitsPerWeight,
+            l.Kind == Format.QuantizedKind.Scalar ? l.Groups : l.CodebookSizes.Length, double.NaN, 0);
+    }).ToList();
+
     /// <summary>All-in bits per weight over a set of layers (weighted by their sizes).</summary>
     public static double AverageBitsPerWeight(IReadOnlyList<QuantizedLayerReport> layers) =>
         layers.Sum(l => l.BitsPerWeight * l.Weights) / Math.Max(1, layers.Sum(l => l.Weights));

@@ -1,3 +1,4 @@
+using Msavq.MLNet.Synthetic;
 using BenchmarkDotNet.Configs;
 using BenchmarkDotNet.Jobs;
 using BenchmarkDotNet.Running;
@@ -18,7 +19,7 @@ public static class KernelBenchmarks
             var layer = SyntheticQuantizedLayer.Create(LinearKernelBenchmarks.Size, LinearKernelBenchmarks.Size, d, rows, cols, _ => k);
             var packed = Msavq.MLNet.Kernels.PackedVqWeight.From(layer);
             Console.WriteLine($"{name}: look-up kernel streams {packed.StreamedBytes / 1048576.0:F2} MiB per call " +
-                              $"(codes {packed.Codes.Length / 1048576.0:F2} MiB); {layer.StoredBits() / ((double)layer.Rows * layer.Columns):F3} bits/weight stored; " +
+                              $"(codes {packed.Codes.Length / 1048576.0:F2} MiB); {layer.Cost().BitsPerWeight:F3} bits/weight stored; " +
                               $"fp32 matrix {4.0 * layer.Rows * layer.Columns / 1048576:F0} MiB");
         }
         var job = Job.Default.WithToolchain(InProcessEmitToolchain.Instance).WithWarmupCount(3).WithIterationCount(12);

@@ -1,3 +1,4 @@
+using Msavq.MLNet.Synthetic;
 using System.Numerics;
 using BenchmarkDotNet.Attributes;
 using Msavq.MLNet.Kernels;

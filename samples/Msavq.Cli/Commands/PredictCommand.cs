@@ -3,20 +3,29 @@ using Microsoft.ML;
 using Microsoft.ML.Data;
 using Msavq.MLNet;
 using Msavq.MLNet.Data;
+using Msavq.MLNet.Format;
+using Msavq.MLNet.Models;
 using Spectre.Console;
 using Spectre.Console.Cli;
 
 namespace Msavq.Cli.Commands;
 
-/// <summary><c>msavq predict</c>: loads a pipeline saved by Msavq.Save and answers test questions with it.</summary>
+/// <summary>
+/// <c>msavq predict</c>: answers test questions with what <c>msavq quantize</c> wrote — its pipeline zip by default,
+/// or a .msavq file of quantized layers with the model they were quantized from.
+/// </summary>
 public sealed class PredictCommand(IAnsiConsole console) : Command<PredictCommand.Settings>
 {
     public sealed class Settings : CommandSettings
     {
-        [CommandOption("--pipeline <ZIP>"), Description("A model zip written by Msavq.Save (msavq quantize --save-pipeline).")]
-        public string Pipeline { get; init; } = "";
+        [CommandOption("--pipeline <FILE>"), Description("A pipeline zip (msavq quantize --out, MsavqPipeline.Save) or a .msavq file (--layers-out)."),
+         DefaultValue(QuantizeCommand.DefaultOut)]
+        public string Pipeline { get; init; } = QuantizeCommand.DefaultOut;
 
-        [CommandOption("--questions <N>"), Description("Answer the first N questions of the test split.")]
+        [CommandOption("--model <CKPT>"), Description("For a .msavq file: the ShapesVlm checkpoint it was quantized from; default: the shipped one.")]
+        public string? Model { get; init; }
+
+        [CommandOption("--questions <N>"), Description("Answer the first N questions of the test split."), DefaultValue(10)]
         public int Questions { get; init; } = 10;
 
         [CommandOption("--verbose"), Description("Print stack traces on errors.")]
@@ -29,10 +38,22 @@ public sealed class PredictCommand(IAnsiConsole console) : Command<PredictComman
 
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellation)
     {
-        if (!File.Exists(s.Pipeline)) throw new FileNotFoundException($"Pipeline file not found: {s.Pipeline}");
+        if (!File.Exists(s.Pipeline))
+            throw new FileNotFoundException($"Pipeline file not found: {s.Pipeline}" +
+                (s.Pipeline == QuantizeCommand.DefaultOut ? " (run 'msavq quantize' first: it writes this file)" : ""));
         var ml = new MLContext(seed: 0);
-        var pipeline = Msavq.MLNet.Msavq.Load(ml, s.Pipeline, out _);
         var test = ShapesVqa.Generate(ml, ShapesVqaSplit.Test, s.Questions);
+        var kind = ModelFile.Detect(s.Pipeline);
+        if (kind != ModelFileKind.QuantizedLayers && s.Model is not null)
+            throw new ArgumentException("--model goes with a .msavq file; a pipeline zip carries its own model.");
+        ITransformer pipeline;
+        if (kind == ModelFileKind.QuantizedLayers)
+        {
+            using var baseModel = s.Model is null ? ShapesVlm.LoadPretrained() : ShapesVlmCheckpoint.Load(s.Model);
+            pipeline = MixedPrecisionVqTransformer.LoadQuantized(ml, s.Pipeline, baseModel, test.Schema);
+        }
+        else pipeline = MsavqPipeline.Load(ml, s.Pipeline, out var _);   // says what the file is when it is neither
+        using var owned = pipeline as IDisposable;
         var scored = pipeline.Transform(test);
         var questions = test.GetColumn<string>("Question").ToArray();
         var answers = scored.GetColumn<string>(MixedPrecisionVqTransformer.PredictedAnswerColumn).ToArray();

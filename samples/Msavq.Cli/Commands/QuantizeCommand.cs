@@ -20,33 +20,41 @@ public sealed class QuantizeCommand(IAnsiConsole console) : Command<QuantizeComm
 {
     public sealed class Settings : QuantizationSettings
     {
-        [CommandOption("--method <METHOD>"), Description("Rtn, Gptq, Gptvq or Msavq.")]
+        [CommandOption("--method <METHOD>"), Description("rtn, gptq, gptvq or msavq (any case)."), DefaultValue(Defaults.Method)]
         public QuantizationMethod Method { get; init; } = Defaults.Method;
 
-        [CommandOption("--questions <N>"), Description("Test questions for the before/after table.")]
+        [CommandOption("--questions <N>"), Description("Test questions for the before/after table."), DefaultValue(1000)]
         public int Questions { get; init; } = 1000;
 
-        [CommandOption("--mode <MODE>"), Description("Sequential (statistics re-collected block by block) or OneShot.")]
+        [CommandOption("--mode <MODE>"), Description("Sequential (statistics re-collected block by block) or OneShot."), DefaultValue(Defaults.Mode)]
         public CalibrationMode Mode { get; init; } = Defaults.Mode;
 
-        [CommandOption("--out <PATH>"), Description("Where to write the quantized layers (.msavq); 'none' to skip.")]
-        public string Out { get; init; } = "runs/shapes-vlm.msavq";
+        [CommandOption("--out <ZIP>"), Description("The fitted pipeline (MsavqPipeline.Save), what 'msavq predict --pipeline' reads; 'none' to skip."),
+         DefaultValue(DefaultOut)]
+        public string Out { get; init; } = DefaultOut;
 
-        [CommandOption("--save-pipeline <ZIP>"), Description("Also save the fitted ML.NET pipeline (Msavq.Save) to this zip.")]
-        public string? SavePipeline { get; init; }
+        [CommandOption("--layers-out <MSAVQ>"), Description("Also the quantized layers alone (.msavq; load with MixedPrecisionVqTransformer.LoadQuantized).")]
+        public string? LayersOut { get; init; }
 
         [CommandOption("--report <CSV>"), Description("Write the per-layer report (bits, proxy error, time) to this CSV.")]
         public string? Report { get; init; }
 
-        [CommandOption("--seed <N>"), Description("k-means seed.")]
+        [CommandOption("--seed <N>"), Description("k-means seed."), DefaultValue(Defaults.Seed)]
         public int Seed { get; init; } = Defaults.Seed;
 
         public override ValidationResult Validate() =>
             Questions < 1 ? ValidationResult.Error("--questions must be >= 1") : base.Validate();
     }
 
+    /// <summary>Where the main job writes its pipeline; 'msavq predict' reads it by default.</summary>
+    public const string DefaultOut = "runs/shapes-vlm.zip";
+
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellation)
     {
+        // Every output is checked before minutes of work, not after.
+        if (s.Out != "none") AtomicFile.EnsureWritable(s.Out, "--out");
+        if (s.LayersOut is not null) AtomicFile.EnsureWritable(s.LayersOut, "--layers-out");
+        if (s.Report is not null) AtomicFile.EnsureWritable(s.Report, "--report");
         var ml = new MLContext(seed: s.Seed);
         using var model = s.LoadModel();
         var calib = ShapesVqa.Generate(ml, ShapesVqaSplit.Train, s.Calibration);
@@ -99,37 +107,21 @@ public sealed class QuantizeCommand(IAnsiConsole console) : Command<QuantizeComm
         cancellation.ThrowIfCancellationRequested();
         if (s.Out != "none")
         {
-            quantized.SaveQuantized(s.Out);
-            console.MarkupLine($"quantized layers: {Markup.Escape(s.Out)} ({new FileInfo(s.Out).Length / 1024.0:N0} KiB; " +
-                               "load with MixedPrecisionVqTransformer.LoadQuantized and the same base model)");
+            MsavqPipeline.Save(ml, fitted, calib.Schema, s.Out);
+            console.MarkupLine($"pipeline: {Markup.Escape(s.Out)} ({new FileInfo(s.Out).Length / 1024.0:N0} KiB; " +
+                               $"'msavq predict --pipeline {Markup.Escape(s.Out)}' answers with it, MsavqPipeline.Load loads it)");
         }
-        if (s.SavePipeline is not null)
+        if (s.LayersOut is not null)
         {
-            Msavq.MLNet.Msavq.Save(ml, fitted, calib.Schema, s.SavePipeline);
-            console.MarkupLine($"pipeline: {Markup.Escape(s.SavePipeline)} (load with Msavq.Load, or 'msavq predict --pipeline')");
+            quantized.SaveQuantized(s.LayersOut);
+            console.MarkupLine($"quantized layers: {Markup.Escape(s.LayersOut)} ({new FileInfo(s.LayersOut).Length / 1024.0:N0} KiB; " +
+                               "load with MixedPrecisionVqTransformer.LoadQuantized and the same base model)");
         }
         if (s.Report is not null)
         {
-            CsvFile.Save(quantized.Report, s.Report);
+            AtomicFile.WriteCsv(quantized.Report, s.Report);
             console.MarkupLine($"per-layer report: {Markup.Escape(s.Report)}");
         }
         return 0;
-    }
-}
-
-/// <summary>An <see cref="IProgress{T}"/> that reports on the calling thread (Progress&lt;T&gt; posts to the pool and lags).</summary>
-public sealed class ImmediateProgress<T>(Action<T> report) : IProgress<T>
-{
-    public void Report(T value) => report(value);
-}
-
-/// <summary>A DataFrame written as CSV atomically (temp file + rename), so Ctrl+C never leaves half a file.</summary>
-public static class CsvFile
-{
-    public static void Save(DataFrame frame, string path)
-    {
-        using var buffer = new MemoryStream();
-        DataFrame.SaveCsv(frame, buffer);
-        AtomicFile.Write(path, buffer.ToArray());
     }
 }

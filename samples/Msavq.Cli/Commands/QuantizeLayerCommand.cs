@@ -1,13 +1,21 @@
 using System.ComponentModel;
-using Msavq.Cli.IO;
+using System.Globalization;
+using Msavq.MLNet;
+using Msavq.MLNet.Calibration;
+using Msavq.MLNet.IO;
 using Msavq.MLNet.Quantization;
+using Msavq.MLNet.Sensitivity;
 using Spectre.Console;
 using Spectre.Console.Cli;
 using static TorchSharp.torch;
 
 namespace Msavq.Cli.Commands;
 
-/// <summary>`msavq quantize-layer`: one layer from NumPy files, for researchers (issue: quantization engine, item 8).</summary>
+/// <summary>
+/// <c>msavq quantize-layer</c>: one layer from NumPy files, for researchers. The same planner and dispatcher as the
+/// chain (<see cref="LayerQuantizer.QuantizeOne"/>), so <c>--method msavq</c> is the chain's MSAVQ and every method
+/// meets the same all-in budget.
+/// </summary>
 public sealed class QuantizeLayerCommand(IAnsiConsole console) : Command<QuantizeLayerCommand.Settings>
 {
     public sealed class Settings : CommandSettings
@@ -18,37 +26,42 @@ public sealed class QuantizeLayerCommand(IAnsiConsole console) : Command<Quantiz
         [CommandOption("--hessian <H.npy>"), Description("Input second moment A = E[[x xᵀ]], [[n, n]].")]
         public string Hessian { get; init; } = "";
 
-        [CommandOption("--gradient <G.npy>"), Description("Weight gradient G [[m, n]] (msavq: the first-order term).")]
+        [CommandOption("--gradient <G.npy>"), Description("Weight gradient G [[m, n]] of the loss (MSAVQ's first-order term; optional).")]
         public string? Gradient { get; init; }
 
-        [CommandOption("--output-factor <b.npy>"), Description("Output-gradient factor b [[m]] (msavq; default ones).")]
+        [CommandOption("--output-factor <b.npy>"), Description("Output-gradient factor b [[m]] (optional; ones by default).")]
         public string? OutputFactor { get; init; }
 
-        [CommandOption("--method <METHOD>"), Description("rtn | gptq | gptvq | ldlq | msavq.")]
-        public string Method { get; init; } = "msavq";
+        [CommandOption("--method <METHOD>"), Description("rtn, gptq, gptvq or msavq (any case)."), DefaultValue(Defaults.Method)]
+        public QuantizationMethod Method { get; init; } = Defaults.Method;
 
-        [CommandOption("--bits <B>"), Description("Bits per weight: grid bits (rtn, gptq) or index bits (vector methods).")]
-        public double Bits { get; init; } = 2;
+        [CommandOption("--budget <BITS>"), Description("All-in bits per weight the layer must meet (codes, codebooks, scales, maps)."),
+         DefaultValue(Defaults.TargetBitsPerWeight)]
+        public double Budget { get; init; } = Defaults.TargetBitsPerWeight;
 
-        [CommandOption("--group-size <N>"), Description("rtn/gptq: columns per group (-1 per channel). Vector methods: weights per codebook.")]
-        public long GroupSize { get; init; } = 128;
+        [CommandOption("--vector-dim <D>"), Description("d for gptvq and msavq: 1, 2, 4 or 8."), DefaultValue(Defaults.VectorDimension)]
+        public int VectorDimension { get; init; } = Defaults.VectorDimension;
 
-        [CommandOption("--vector-dim <D>"), Description("Vector dimension d for gptvq/ldlq/msavq.")]
-        public int VectorDim { get; init; } = 2;
+        [CommandOption("--columns-per-group <C>"), Description("Input columns per codebook tile (gptvq, msavq)."), DefaultValue(Defaults.ColumnsPerGroup)]
+        public int ColumnsPerGroup { get; init; } = Defaults.ColumnsPerGroup;
 
-        [CommandOption("--columns-per-group <C>"), Description("Input columns per codebook tile (vector methods).")]
-        public int ColumnsPerGroup { get; init; } = 256;
+        [CommandOption("--weights-per-codebook <S>"), Description("Weights sharing one codebook (msavq; gptvq searches its own)."),
+         DefaultValue(Defaults.WeightsPerCodebook)]
+        public long WeightsPerCodebook { get; init; } = Defaults.WeightsPerCodebook;
 
-        [CommandOption("--act-order"), Description("gptq: process columns by decreasing diag(H) (with static groups).")]
-        public bool ActOrder { get; init; }
+        [CommandOption("--uniform"), Description("msavq: one codebook size for every tile (no mixed precision).")]
+        public bool Uniform { get; init; }
 
-        [CommandOption("--beta <BETA>"), Description("msavq: trust factor of the gradient shift.")]
-        public double Beta { get; init; } = new GradientShiftOptions().Beta;
+        [CommandOption("--gradient-shift"), Description("msavq: quantize the Newton-shifted target (needs --gradient).")]
+        public bool GradientShift { get; init; }
+
+        [CommandOption("--seed <N>"), Description("k-means seed."), DefaultValue(Defaults.Seed)]
+        public int Seed { get; init; } = Defaults.Seed;
 
         [CommandOption("--out <Q.npy>"), Description("Dequantized weight, same dtype as the input.")]
         public string? Output { get; init; }
 
-        [CommandOption("--codes <C.npy>"), Description("Integer codes [[m, n]] (scalar) or indices [[m, n/d]] (vector).")]
+        [CommandOption("--codes <C.npy>"), Description("Codes [[m, n]] (scalar) or codeword indices [[m, n/d]] (vector), int32.")]
         public string? Codes { get; init; }
 
         [CommandOption("--verbose"), Description("Print stack traces on errors.")]
@@ -58,18 +71,17 @@ public sealed class QuantizeLayerCommand(IAnsiConsole console) : Command<Quantiz
         {
             if (string.IsNullOrEmpty(Weight)) return ValidationResult.Error("--weight is required");
             if (string.IsNullOrEmpty(Hessian)) return ValidationResult.Error("--hessian is required");
-            if (Method is not ("rtn" or "gptq" or "gptvq" or "ldlq" or "msavq"))
-                return ValidationResult.Error($"--method must be rtn, gptq, gptvq, ldlq or msavq, not '{Method}'");
-            if (Method is "rtn" or "gptq" && (Bits != Math.Floor(Bits) || Bits < 2 || Bits > 8))
-                return ValidationResult.Error("--bits must be an integer in 2..8 for rtn and gptq");
-            if (Bits <= 0 || Bits > 8) return ValidationResult.Error("--bits must be in (0, 8]");
-            if (VectorDim < 1) return ValidationResult.Error("--vector-dim must be >= 1");
+            if (!(Budget > 0) || double.IsInfinity(Budget)) return ValidationResult.Error("--budget must be a positive number");
+            if (VectorDimension is not (1 or 2 or 4 or 8)) return ValidationResult.Error("--vector-dim must be 1, 2, 4 or 8");
+            if (GradientShift && Gradient is null) return ValidationResult.Error("--gradient-shift needs --gradient");
             return ValidationResult.Success();
         }
     }
 
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellation)
     {
+        if (s.Output is not null) AtomicFile.EnsureWritable(s.Output, "--out");
+        if (s.Codes is not null) AtomicFile.EnsureWritable(s.Codes, "--codes");
         var w = NpyFile.Read(s.Weight);
         var a = NpyFile.Read(s.Hessian).to(ScalarType.Float64);
         RequireFloat(w, s.Weight);
@@ -91,55 +103,28 @@ public sealed class QuantizeLayerCommand(IAnsiConsole console) : Command<Quantiz
             if (b.shape[0] != m) throw new InvalidDataException($"{s.OutputFactor}: output factor must have {m} entries, got {b.shape[0]}.");
             RequireFinite(b, s.OutputFactor);
         }
-        if (s.Method == "msavq" && g is null) throw new ArgumentException("--method msavq needs --gradient (use ldlq for the second-order part alone).");
 
-        Tensor wHat, codes; BitCost cost;
-        int d = s.VectorDim;
-        int k = (int)Math.Round(Math.Pow(2, s.Bits * d));
-        switch (s.Method)
+        using var stats = ModalityStatistics.FromMoments(Path.GetFileNameWithoutExtension(s.Weight), a, g, b, m);
+        var plan = new SensitivityEstimator.Options
         {
-            case "rtn":
-            {
-                using var q = RoundToNearest.Quantize(w, (int)s.Bits, (int)s.GroupSize);
-                (wHat, codes, cost) = (q.Dequantize(), q.Codes.to(ScalarType.Int32), q.Cost());
-                break;
-            }
-            case "gptq":
-            {
-                using var q = Gptq.Quantize(w, a, new GptqOptions
-                {
-                    Bits = (int)s.Bits, GroupSize = (int)s.GroupSize, ActOrder = s.ActOrder, StaticGroups = s.ActOrder,
-                });
-                (wHat, codes, cost) = (q.Dequantize(), q.Codes.to(ScalarType.Int32), q.Cost());
-                break;
-            }
-            case "gptvq":
-            {
-                using var q = Gptvq.Quantize(w, a, new GptvqOptions
-                {
-                    VectorDim = d, IndexBitsPerWeight = s.Bits, ColumnsPerGroup = s.ColumnsPerGroup, WeightsPerCodebook = s.GroupSize,
-                });
-                (wHat, codes, cost) = (q.Dequantize(), q.Indices.clone(), q.Cost());
-                break;
-            }
-            default:
-            {
-                var layout = VqLayout.ForGroupSize(m, n, d, s.ColumnsPerGroup, s.GroupSize);
-                var target = s.Method == "msavq"
-                    ? GradientShift.OneSided(w, g!, a, b, new GradientShiftOptions { Beta = s.Beta })
-                    : w;
-                using var q = BlockLdlq.Quantize(target, a, b, new BlockLdlqOptions { Layout = layout, CodebookSize = k });
-                (wHat, codes, cost) = (q.Dequantize(), q.Indices.clone(), q.Cost());
-                break;
-            }
+            Method = s.Method, TargetBitsPerWeight = s.Budget, VectorDimension = s.VectorDimension,
+            ColumnsPerGroup = s.ColumnsPerGroup, WeightsPerCodebook = s.WeightsPerCodebook, MixedPrecision = !s.Uniform,
+        };
+        using var result = LayerQuantizer.QuantizeOne(stats.Layer, w.to(ScalarType.Float32), stats, plan,
+            new MixedPrecisionVqEstimator.Options { GradientShift = s.GradientShift, Seed = s.Seed });
+        var r = result.Report;
+        if (s.Output != null) NpyFile.Write(s.Output, result.Weight.to(w.dtype));
+        if (s.Codes != null)
+        {
+            var stored = result.Stored;
+            long width = stored.Kind == Msavq.MLNet.Format.QuantizedKind.Scalar ? stored.Columns : stored.Columns / stored.VectorDim;
+            NpyFile.Write(s.Codes, tensor(stored.Codes, new long[] { stored.Rows, width }, ScalarType.Int32));
         }
-        double proxy = HessianFactor.RelativeProxyError(w, wHat, a);
-        if (s.Output != null) NpyFile.Write(s.Output, wHat.to(w.dtype));
-        if (s.Codes != null) NpyFile.Write(s.Codes, codes);
-        console.MarkupLine($"{s.Method}: {m}×{n}, [bold]{cost.BitsPerWeight:F4}[/] bits/weight all-in " +
-                               $"(index {cost.IndexBitsPerWeight:F4} + overhead {cost.OverheadBitsPerWeight:F4}), " +
-                               $"proxy error tr(EAEᵀ)/tr(WAWᵀ) = [bold]{proxy:G4}[/]" +
-                               (g is null ? "" : $", loss model {HessianFactor.LossModel(w, wHat, a, g, b):G4}"));
+        var inv = CultureInfo.InvariantCulture;
+        console.MarkupLine($"{s.Method}: {m}×{n}, [bold]{r.BitsPerWeight.ToString("F4", inv)}[/] bits/weight all-in " +
+                           $"(codes {r.IndexBitsPerWeight.ToString("F4", inv)} + overhead {r.OverheadBitsPerWeight.ToString("F4", inv)}; " +
+                           $"budget {s.Budget.ToString(inv)}), proxy error tr(EAEᵀ)/tr(WAWᵀ) = [bold]{r.ProxyError.ToString("G4", inv)}[/]" +
+                           (g is null ? "" : $", loss model {HessianFactor.LossModel(w, result.Weight, a, g, b).ToString("G4", inv)}"));
         return 0;
     }
 

@@ -70,7 +70,7 @@ public sealed class ReportCommand(IAnsiConsole console) : Command<ReportCommand.
         var frames = reports.Values.Select(r => QuantizedLayerReport.ToDataFrame(r)).ToList();
         var all = frames[0];
         foreach (var f in frames.Skip(1)) all = all.Append(f.Rows, inPlace: false);
-        CsvFile.Save(all, Path.Combine(s.Out, "layers.csv"));
+        AtomicFile.WriteCsv(all, Path.Combine(s.Out, "layers.csv"));
         var layers = reports.Values.First().Select(l => l.Layer).ToList();
         var images = new List<(string File, string Caption)>();
         ReportPlots.ProxyError(Path.Combine(s.Out, "proxy-error.png"), layers,
@@ -79,7 +79,7 @@ public sealed class ReportCommand(IAnsiConsole console) : Command<ReportCommand.
         images.Add(("proxy-error.png", "Relative proxy error tr(E A Eᵀ)/tr(W A Wᵀ) of every quantized layer, for each method."));
         if (plan is not null)
         {
-            CsvFile.Save(plan.ToDataFrame(), Path.Combine(s.Out, "plan.csv"));
+            AtomicFile.WriteCsv(plan.ToDataFrame(), Path.Combine(s.Out, "plan.csv"));
             ReportPlots.BitsHeatmap(Path.Combine(s.Out, "bits-heatmap.png"), plan.Layers.Select(l => l.Layer).ToList(),
                 GroupBits(plan), $"MSAVQ: index bits per channel group (≤ {s.Budget.ToString(CultureInfo.InvariantCulture)} all-in)");
             images.Add(("bits-heatmap.png", "MSAVQ's structured allocation: index bits per weight of each input-column group (mean over its row groups). Columns are in the quantizer's order: sorted by modality affinity, image-heavy channels to the right."));

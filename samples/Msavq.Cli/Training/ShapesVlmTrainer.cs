@@ -117,7 +117,7 @@ public sealed class ShapesVlmTrainer
             {
                 int fr = Elapsed() >= _o.FocusAfterMinutes * 60 ? focusRows : 0;
                 var examples = train.Take(_o.BatchSize - fr).Concat(focus?.Take(fr) ?? []).ToList();
-                using var batch = model.Encode(examples.Select(e => new VqaInput(e.Image, e.Question, e.Answer)).ToList());
+                using var batch = model.Encode(examples.Select(e => new ModelRow(e.Image, e.Question, e.Answer)).ToList());
                 var features = model.EncodeImage(batch.Pixels);
                 // The referent probe reads the middle of the decoder: the object's cell must be known there for later
                 // blocks to compare two of them (a probe on the last block would not force that).

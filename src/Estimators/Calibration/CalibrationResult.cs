@@ -6,7 +6,7 @@ namespace Msavq.MLNet.Calibration;
 /// re-collect them on a partly quantized copy of the model (sequential mode).</summary>
 public sealed class CalibrationResult
 {
-    internal CalibrationResult(IQuantizableModel model, IReadOnlyList<VqaInput> rows, CalibrationCollector.Options options,
+    internal CalibrationResult(IQuantizableModel model, IReadOnlyList<ModelRow> rows, CalibrationCollector.Options options,
                                IReadOnlyList<QuantizableLayer> layers, Dictionary<string, ModalityStatistics> statistics)
     {
         Model = model; Rows = rows; Options = options; Layers = layers; Statistics = statistics;
@@ -15,7 +15,7 @@ public sealed class CalibrationResult
 
     /// <summary>The full-precision model calibrated.</summary>
     public IQuantizableModel Model { get; }
-    public IReadOnlyList<VqaInput> Rows { get; }
+    public IReadOnlyList<ModelRow> Rows { get; }
     public CalibrationCollector.Options Options { get; }
     /// <summary>The layers to quantize, in forward order.</summary>
     public IReadOnlyList<QuantizableLayer> Layers { get; }

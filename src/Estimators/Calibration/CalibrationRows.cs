@@ -16,11 +16,11 @@ internal static class CalibrationRows
     }
 
     /// <summary>The rows; with no <paramref name="image"/> column (a text-only model) each row's image is empty.</summary>
-    public static List<VqaInput> Read(IDataView data, string? image, string text, string answer)
+    public static List<ModelRow> Read(IDataView data, string? image, string text, string answer)
     {
         ValidateSchema(data.Schema, image, text, answer);
         var cols = new[] { data.Schema[text], data.Schema[answer] }.Concat(image is null ? [] : [data.Schema[image]]).ToArray();
-        var rows = new List<VqaInput>();
+        var rows = new List<ModelRow>();
         using var cursor = data.GetRowCursor(cols);
         var textGetter = cursor.GetGetter<ReadOnlyMemory<char>>(cols[0]);
         var answerGetter = cursor.GetGetter<ReadOnlyMemory<char>>(cols[1]);
@@ -34,7 +34,7 @@ internal static class CalibrationRows
             answerGetter(ref a);
             if (a.IsEmpty)
                 throw new ArgumentException($"Calibration row {rows.Count} has an empty '{answer}': the answer-token loss needs answers.");
-            rows.Add(new VqaInput(imageGetter is null ? [] : img.DenseValues().ToArray(), q.ToString(), a.ToString()));
+            rows.Add(new ModelRow(imageGetter is null ? [] : img.DenseValues().ToArray(), q.ToString(), a.ToString()));
         }
         if (rows.Count == 0) throw new ArgumentException("The calibration data is empty: at least one row is needed.", nameof(data));
         return rows;

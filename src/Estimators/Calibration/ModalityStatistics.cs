@@ -22,12 +22,34 @@ public sealed class ModalityStatistics : IDisposable
     private long _imageGradCount, _textGradCount;
 
     public ModalityStatistics(string layer, long inFeatures, long outFeatures, Device device)
+        : this(layer, new LayerStatistics(inFeatures, outFeatures, device: device), new LayerStatistics(inFeatures, outFeatures, device: device))
+    {
+    }
+
+    private ModalityStatistics(string layer, LayerStatistics image, LayerStatistics text)
     {
         Layer = layer;
-        Image = new LayerStatistics(inFeatures, outFeatures, device: device);
-        Text = new LayerStatistics(inFeatures, outFeatures, device: device);
-        _imageCurvatureA = zeros(inFeatures, inFeatures, ScalarType.Float64, device);
-        _textCurvatureA = zeros(inFeatures, inFeatures, ScalarType.Float64, device);
+        Image = image;
+        Text = text;
+        _imageCurvatureA = zeros(text.InFeatures, text.InFeatures, ScalarType.Float64, text.Device);
+        _textCurvatureA = zeros(text.InFeatures, text.InFeatures, ScalarType.Float64, text.Device);
+    }
+
+    /// <summary>
+    /// A single-modality layer whose statistics are given as moments (NumPy files, a synthetic layer): input factor A
+    /// [n, n], and optionally the gradient G [m, n] and the output factor b [m] (ones when G comes alone).
+    /// </summary>
+    public static ModalityStatistics FromMoments(string layer, Tensor a, Tensor? g = null, Tensor? b = null, long? outFeatures = null)
+    {
+        long m = outFeatures ?? g?.shape[0] ?? b?.numel() ?? throw new ArgumentException("Give G, b or the number of outputs.");
+        var s = new ModalityStatistics(layer, new LayerStatistics(a.shape[0], m, device: a.device), LayerStatistics.FromMoments(a, g, b, m));
+        if (s.Text.GradientWeight > 0)
+        {
+            // One token set and one normalization for every factor (§8.2): the curvature pair is (A, b) itself.
+            s._textCurvatureA.copy_(a.to(ScalarType.Float64));
+            s._textCurvature = 1;
+        }
+        return s;
     }
 
     public string Layer { get; }

@@ -11,7 +11,7 @@ namespace Msavq.MLNet.Calibration;
 /// </summary>
 internal static class StatisticsCollector
 {
-    public static Dictionary<string, ModalityStatistics> Collect(IQuantizableModel model, IReadOnlyList<VqaInput> rows,
+    public static Dictionary<string, ModalityStatistics> Collect(IQuantizableModel model, IReadOnlyList<ModelRow> rows,
         IReadOnlyList<QuantizableLayer> layers, int batchSize, IProgress<QuantizationProgress>? progress, string stage)
     {
         if (batchSize < 1) throw new ArgumentOutOfRangeException(nameof(batchSize), "Batch size must be >= 1.");

@@ -37,8 +37,4 @@ public static class Codebook
         precision == CodebookPrecision.Int8
             ? stack(Enumerable.Range(0, (int)books.shape[0]).Select(i => Round(books[i], precision)))
             : Round(books, precision);
-
-    /// <summary>Stored bits of one codebook of K codewords of dimension d.</summary>
-    public static double Bits(long k, long d, CodebookPrecision precision) =>
-        k * d * (int)precision + (precision == CodebookPrecision.Int8 ? 16 : 0);
 }

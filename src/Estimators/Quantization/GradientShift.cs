@@ -28,9 +28,7 @@ public static class GradientShift
         var step = SolveRight(g.to(ScalarType.Float64), a, o.InputDamping);       // G A⁻¹
         if (b is not null)
         {
-            var b64 = b.to(ScalarType.Float64);
-            var floored = b64.clamp_min(o.OutputFloor * b64.mean().item<double>());
-            step = step / floored.unsqueeze(1);
+            step = step / HessianFactor.FloorOutputFactor(b, o.OutputFloor).unsqueeze(1);
         }
         return (w - (o.Beta * step).to(w.dtype)).MoveToOuterDisposeScope();
     }

@@ -26,6 +26,15 @@ public static class HessianFactor
         return (hh, ww, dead);
     }
 
+    /// <summary>
+    /// b floored at ε·mean(b), so diag(b)⁻¹ cannot blow up and no row's error is free (algorithm.md §8.2); float64.
+    /// </summary>
+    public static Tensor FloorOutputFactor(Tensor b, double epsilon = 1e-3)
+    {
+        var b64 = b.to(ScalarType.Float64);
+        return b64.clamp_min(epsilon * Math.Max(b64.mean().item<double>(), double.Epsilon));
+    }
+
     /// <summary>H + λ·mean(diag H)·I (a new tensor).</summary>
     public static Tensor Damp(Tensor h, double relativeDamping)
     {

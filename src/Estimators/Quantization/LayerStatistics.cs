@@ -23,6 +23,31 @@ public sealed class LayerStatistics : IDisposable
         if (fullOutputFactor) _bFull = zeros(outFeatures, outFeatures, ScalarType.Float64, device);
     }
 
+    /// <summary>
+    /// Statistics given as moments rather than tokens (a layer from NumPy files, a synthetic layer): A, and optionally
+    /// b and G, as if one token of weight 1 had produced them.
+    /// </summary>
+    public static LayerStatistics FromMoments(Tensor a, Tensor? g, Tensor? b, long outFeatures)
+    {
+        long n = a.shape[0];
+        if (a.dim() != 2 || a.shape[1] != n) throw new ArgumentException($"A must be square, got [{string.Join(", ", a.shape)}].");
+        if (g is not null && (g.dim() != 2 || g.shape[0] != outFeatures || g.shape[1] != n))
+            throw new ArgumentException($"G must be {outFeatures}×{n}, got [{string.Join(", ", g.shape)}].");
+        if (b is not null && b.numel() != outFeatures) throw new ArgumentException($"b must have {outFeatures} entries, got {b.numel()}.");
+        var s = new LayerStatistics(n, outFeatures, device: a.device);
+        using var scope = NewDisposeScope();
+        s._a.copy_(a.to(ScalarType.Float64));
+        s._inputWeight = 1;
+        if (g is not null || b is not null)
+        {
+            if (g is not null) s._g.copy_(g.to(ScalarType.Float64));
+            s._b.copy_(b is null ? ones(outFeatures, ScalarType.Float64, a.device) : b.reshape(-1).to(ScalarType.Float64));
+            s._gradientWeight = 1;
+        }
+        return s;
+    }
+
+    public Device Device => _a.device;
     public long InFeatures { get; }
     public long OutFeatures { get; }
     /// <summary>Σ w_t over the input tokens seen (the token count when all weights are 1).</summary>

@@ -1,3 +1,4 @@
+using Msavq.MLNet.Format;
 using static TorchSharp.torch;
 
 namespace Msavq.MLNet.Quantization;

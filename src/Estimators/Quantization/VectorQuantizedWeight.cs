@@ -1,3 +1,4 @@
+using Msavq.MLNet.Format;
 using static TorchSharp.torch;
 
 namespace Msavq.MLNet.Quantization;
@@ -59,20 +60,11 @@ public sealed class VectorQuantizedWeight : IDisposable
         return w.MoveToOuterDisposeScope();
     }
 
-    /// <summary>All-in cost: ⌈log2 K_t⌉ bits per vector, plus every codebook at its precision.</summary>
-    public BitCost Cost()
-    {
-        int cg = Layout.ColumnGroups(Columns);
-        long vectorsPerTile = (long)Layout.RowsPerGroup * (Layout.ColumnsPerGroup / Layout.VectorDim);
-        double index = 0, books = 0;
-        for (int t = 0; t < Codebooks.Length; t++)
-        {
-            long k = Codebooks[t].shape[0];
-            index += vectorsPerTile * Math.Ceiling(Math.Log2(Math.Max(k, 1)));
-            books += Codebook.Bits(k, Layout.VectorDim, Precision);
-        }
-        return new BitCost(Rows * Columns, index, books, 0, 0);
-    }
+    /// <summary>All-in cost as stored (<see cref="BitCost.Vector"/>): codes, and every codebook at its precision.</summary>
+    public BitCost Cost() => Precision == CodebookPrecision.Float32
+        ? throw new NotSupportedException("Float32 codebooks are not storable, so they have no stored cost.")
+        : BitCost.Vector(Rows, Columns, Layout.VectorDim, (long)Layout.RowsPerGroup * Layout.ColumnsPerGroup,
+            Codebooks.Select(c => (int)c.shape[0]), Precision == CodebookPrecision.Int8);
 
     public void Dispose()
     {

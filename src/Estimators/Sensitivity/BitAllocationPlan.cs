@@ -1,4 +1,5 @@
 using Microsoft.Data.Analysis;
+using Msavq.MLNet.Format;
 using Msavq.MLNet.Quantization;
 
 namespace Msavq.MLNet.Sensitivity;

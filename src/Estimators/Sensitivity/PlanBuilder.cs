@@ -1,8 +1,12 @@
 using Msavq.MLNet.Calibration;
+using Msavq.MLNet.Format;
 using Msavq.MLNet.Quantization;
 using static TorchSharp.torch;
 
 namespace Msavq.MLNet.Sensitivity;
+
+/// <summary>One layer as the planner sees it: its weight, its statistics by modality, and r_ℓ (1 = unweighted).</summary>
+internal sealed record PlanInput(string Name, Tensor Weight, ModalityStatistics Statistics, double VisionWeight);
 
 /// <summary>
 /// Turns calibration statistics and a budget into a <see cref="BitAllocationPlan"/>. Baselines get the best uniform
@@ -15,7 +19,10 @@ internal static class PlanBuilder
     /// <summary>Largest codebook fitted (k-means cost grows with K).</summary>
     public const int MaxCodebookSize = 4096;
 
-    public static BitAllocationPlan Build(CalibrationResult calib, SensitivityEstimator.Options o)
+    public static BitAllocationPlan Build(CalibrationResult calib, SensitivityEstimator.Options o) =>
+        Build(calib.Layers.Select(l => new PlanInput(l.Name, l.Module.weight, calib.Statistics[l.Name], calib.VisionWeights[l.Name])).ToList(), o);
+
+    public static BitAllocationPlan Build(IReadOnlyList<PlanInput> inputs, SensitivityEstimator.Options o)
     {
         if (!(o.TargetBitsPerWeight > 0) || double.IsInfinity(o.TargetBitsPerWeight))
             throw new ArgumentOutOfRangeException(nameof(o), $"TargetBitsPerWeight must be a positive number, got {o.TargetBitsPerWeight}.");
@@ -23,14 +30,15 @@ internal static class PlanBuilder
             throw new ArgumentOutOfRangeException(nameof(o), $"VectorDimension must be 1, 2, 4 or 8, got {o.VectorDimension}.");
         if (o.Precision == CodebookPrecision.Float32)
             throw new ArgumentOutOfRangeException(nameof(o), "Codebook precision must be Int8 or Float16 (what the file format stores).");
-        var shapes = calib.Layers.Select(l => (l.Name, M: (int)l.Module.out_features, N: (int)l.Module.in_features)).ToList();
+        if (inputs.Count == 0) throw new ArgumentException("No layers to plan.", nameof(inputs));
+        var shapes = inputs.Select(l => (l.Name, M: (int)l.Weight.shape[0], N: (int)l.Weight.shape[1])).ToList();
         double weights = shapes.Sum(s => (double)s.M * s.N);
         double budget = o.TargetBitsPerWeight * weights;
         var layers = o.Method switch
         {
             QuantizationMethod.Rtn or QuantizationMethod.Gptq => Scalar(shapes, budget, weights, o),
             QuantizationMethod.Gptvq => UniformVq(shapes, budget, weights, o),
-            _ => MixedVq(calib, shapes, budget, weights, o),
+            _ => MixedVq(inputs, shapes, budget, weights, o),
         };
         return new BitAllocationPlan
         {
@@ -51,7 +59,7 @@ internal static class PlanBuilder
                 var plans = shapes.Select(s => new LayerPlan
                 {
                     Layer = s.Name, Rows = s.M, Columns = s.N, Method = o.Method, Bits = bits, GroupSize = g,
-                    Cost = BitCost.Scalar(s.M, s.N, bits, g <= 0 ? 1 : (s.N + g - 1) / g, permuted: false),
+                    Cost = BitCost.Scalar(s.M, s.N, bits, g <= 0 ? 1 : (s.N + g - 1) / g, groupMap: false),
                 }).ToList();
                 double total = plans.Sum(p => p.Cost.TotalBits);
                 cheapest = Math.Min(cheapest, total);
@@ -86,21 +94,21 @@ internal static class PlanBuilder
         throw Impossible(o, cheapest / weights, $"K = 2 codebooks of d = {d}");
     }
 
-    private static List<LayerPlan> MixedVq(CalibrationResult calib, List<(string Name, int M, int N)> shapes, double budget,
+    private static List<LayerPlan> MixedVq(IReadOnlyList<PlanInput> inputs, List<(string Name, int M, int N)> shapes, double budget,
                                            double weights, SensitivityEstimator.Options o)
     {
         int d = o.VectorDimension;
         var layouts = shapes.Select(s =>
             VqLayout.ForGroupSize(s.M, s.N, d, ColumnsPerGroup(s.N, d, o.ColumnsPerGroup), o.WeightsPerCodebook)).ToList();
         // Affinity bins need both modalities: a text-only model would pay for a permutation that sorts nothing.
-        bool bothModalities = calib.Statistics.Values.Any(s => s.ImageTokens > 0 && s.TextTokens > 0);
+        bool bothModalities = inputs.Any(s => s.Statistics.ImageTokens > 0 && s.Statistics.TextTokens > 0);
         bool permute = o.ModalityWeighting && bothModalities && layouts.Any(l => l.ColumnsPerGroup < shapes[0].N);
         // Index-bit levels a codebook can have: log2(K)/d for integer log2(K).
         double step = Math.Max(o.TierStep, 1.0 / d);
         double[] Levels(double from, double to) => Enumerable.Range(1, (int)Math.Log2(MaxCodebookSize))
             .Select(kb => (double)kb / d).Where(t => t >= from - 1e-9 && t <= to + 1e-9).ToArray();
         double TileCost(int l, double t) => TileBits(shapes[l].M, shapes[l].N, layouts[l], t, o.Precision);
-        double PermBits(int l) => (permute ? BitCost.PermutationCost(shapes[l].N) : 0) + (o.RowScales ? 16.0 * shapes[l].M : 0);
+        double PermBits(int l) => (permute ? BitCost.ColumnMap(shapes[l].N) : 0) + (o.RowScales ? BitCost.RowScales(shapes[l].M) : 0);
         int Tiles(int l) => layouts[l].RowGroups(shapes[l].M) * layouts[l].ColumnGroups(shapes[l].N);
 
         // b̄: the largest uniform level that fits; tiers around it.
@@ -118,14 +126,14 @@ internal static class PlanBuilder
         for (int l = 0; l < shapes.Count; l++)
         {
             using var scope = NewDisposeScope();
-            var layer = calib.Layers[l];
-            var stats = calib.Statistics[layer.Name];
-            double r = o.ModalityWeighting ? calib.VisionWeights[layer.Name] : 1.0;
+            var input = inputs[l];
+            var stats = input.Statistics;
+            double r = o.ModalityWeighting ? input.VisionWeight : 1.0;
             visionWeights.Add(r);
             var c = stats.Combine(r);
             long[]? order = permute ? AffinityOrder(stats.ModalityAffinity()) : null;
             orders.Add(order);
-            var w = layer.Module.weight.detach().to(ScalarType.Float64);
+            var w = input.Weight.detach().to(ScalarType.Float64);
             var a = c.A;
             if (order is not null)
             {
@@ -133,7 +141,7 @@ internal static class PlanBuilder
                 w = w.index_select(1, idx);
                 a = a.index_select(0, idx).index_select(1, idx);
             }
-            var b = c.B.clamp_min(1e-3 * Math.Max(c.B.mean().item<double>(), double.Epsilon));
+            var b = HessianFactor.FloorOutputFactor(c.B);
             var aDamped = HessianFactor.Damp(a, o.RelativeDamping);
             local.Add(Salience.Local(w, aDamped, b, layouts[l]));
             global.Add(Salience.Global(w, a, b, (int)Math.Round(baseLevel.Value)));
@@ -158,10 +166,7 @@ internal static class PlanBuilder
             {
                 Layer = s.Name, Rows = s.M, Columns = s.N, Method = o.Method, Layout = layouts[l], TileCodebookSizes = sizes,
                 TileSalience = score[l], ColumnOrder = orders[l], VisionWeight = visionWeights[l], RowScales = o.RowScales,
-                Cost = VqCost(s.M, s.N, layouts[l], sizes, o.Precision, orders[l] is not null) with
-                {
-                    ScaleBits = o.RowScales ? 16.0 * s.M : 0,
-                },
+                Cost = VqCost(s.M, s.N, layouts[l], sizes, o.Precision, orders[l] is not null, o.RowScales),
             });
         }
         return plans;
@@ -179,20 +184,17 @@ internal static class PlanBuilder
         throw new ArgumentException($"{n} input columns are not a multiple of the vector dimension {d}.");
     }
 
+    /// <summary>One tile's bits at <paramref name="indexBits"/> per weight (K = 2^(indexBits·d)).</summary>
     private static double TileBits(int m, int n, VqLayout layout, double indexBits, CodebookPrecision precision)
     {
-        long tileWeights = (long)layout.RowsPerGroup * layout.ColumnsPerGroup;
-        long k = (long)Math.Round(Math.Pow(2, indexBits * layout.VectorDim));
-        return tileWeights * indexBits + Codebook.Bits(k, layout.VectorDim, precision);
+        int k = (int)Math.Round(Math.Pow(2, indexBits * layout.VectorDim));
+        return BitCost.Vector(layout.RowsPerGroup, layout.ColumnsPerGroup, layout.VectorDim,
+            (long)layout.RowsPerGroup * layout.ColumnsPerGroup, new[] { k }, precision == CodebookPrecision.Int8).TotalBits;
     }
 
-    internal static BitCost VqCost(int m, int n, VqLayout layout, int[] sizes, CodebookPrecision precision, bool permuted)
-    {
-        long vectorsPerTile = (long)layout.RowsPerGroup * layout.ColumnsPerGroup / layout.VectorDim;
-        double index = sizes.Sum(k => vectorsPerTile * Math.Ceiling(Math.Log2(k)));
-        double books = sizes.Sum(k => Codebook.Bits(k, layout.VectorDim, precision));
-        return new BitCost((long)m * n, index, books, 0, permuted ? BitCost.PermutationCost(n) : 0);
-    }
+    internal static BitCost VqCost(int m, int n, VqLayout layout, int[] sizes, CodebookPrecision precision, bool permuted, bool rowScales = false) =>
+        BitCost.Vector(m, n, layout.VectorDim, (long)layout.RowsPerGroup * layout.ColumnsPerGroup, sizes,
+            precision == CodebookPrecision.Int8, permuted, rowScales);
 
     private static ArgumentException Impossible(SensitivityEstimator.Options o, double minimum, string what) => new(
         $"No {o.Method} configuration meets {o.TargetBitsPerWeight:0.###} bits/weight all-in: the cheapest ({what}) " +

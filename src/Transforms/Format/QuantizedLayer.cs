@@ -99,28 +99,16 @@ public sealed class QuantizedLayer
         return CodebookValues[tile].Select(q => q * scale).ToArray();
     }
 
-    /// <summary>Bits of the codes alone: ⌈log2 K_t⌉ per vector (VQ) or <see cref="Bits"/> per weight (scalar).</summary>
-    public double IndexBits()
+    /// <summary>All-in cost of the layer as stored (<see cref="BitCost"/>: codes at their packed width, codebooks, scales, zeros, maps).</summary>
+    public BitCost Cost()
     {
-        if (Kind == QuantizedKind.Scalar) return (double)Codes.Length * Bits;
-        long perTile = (long)RowsPerGroup * ColumnsPerGroup / VectorDim;
-        return CodebookSizes.Sum(k => perTile * Math.Ceiling(Math.Log2(Math.Max(2, k))));
-    }
-
-    /// <summary>Stored bits: codes at ⌈log2 K⌉ (VQ) or <see cref="Bits"/>, codebooks, scales, zeros, column maps.</summary>
-    public double StoredBits()
-    {
-        double bits;
-        if (Kind == QuantizedKind.Scalar)
-            bits = (double)Codes.Length * Bits + (double)Rows * Groups * (16 + Bits)
-                   + (GroupOfColumn is null ? 0 : Columns * Math.Ceiling(Math.Log2(Math.Max(2, Columns))));
-        else
+        var cost = Kind == QuantizedKind.Scalar
+            ? BitCost.Scalar(Rows, Columns, Bits, Groups, GroupOfColumn is not null)
+            : BitCost.Vector(Rows, Columns, VectorDim, (long)RowsPerGroup * ColumnsPerGroup, CodebookSizes, Int8Codebooks);
+        return cost with
         {
-            long perTile = (long)RowsPerGroup * ColumnsPerGroup / VectorDim;
-            bits = CodebookSizes.Sum(k => perTile * Math.Ceiling(Math.Log2(Math.Max(2, k))) + (double)k * VectorDim * (Int8Codebooks ? 8 : 16) + (Int8Codebooks ? 16 : 0));
-        }
-        if (ColumnOrder is not null) bits += Columns * Math.Ceiling(Math.Log2(Math.Max(2, Columns)));
-        if (RowScales is not null) bits += 16.0 * Rows;
-        return bits;
+            ScaleBits = cost.ScaleBits + (RowScales is null ? 0 : BitCost.RowScales(Rows)),
+            PermutationBits = cost.PermutationBits + (ColumnOrder is null ? 0 : BitCost.ColumnMap(Columns)),
+        };
     }
 }

@@ -292,7 +292,7 @@ public static class QuantizedModelFile
         return codes;
     }
 
-    private static int MapBits(int columns) => Math.Max(1, (int)Math.Ceiling(Math.Log2(Math.Max(2, columns))));
+    private static int MapBits(int columns) => BitCost.CodeBits(columns);
 
     private static int[] UnpackMap(byte[] data, int columns, string name, Func<string, MsavqFormatException> bad)
     {
@@ -301,7 +301,7 @@ public static class QuantizedModelFile
         return BitPacking.Unpack(data, columns, MapBits(columns));
     }
 
-    private static int IndexBits(int k) => Math.Max(1, (int)Math.Ceiling(Math.Log2(k)));
+    private static int IndexBits(int k) => BitCost.CodeBits(k);
 
     private static T[][] Split<T>(T[] all, long[] offsets, string name, Func<string, MsavqFormatException> bad)
     {
@@ -310,8 +310,6 @@ public static class QuantizedModelFile
     }
 
     private static Blob U8(byte[] data) => new("U8", new long[] { data.Length }, data);
-    private static Blob I32(int[] v) { var b = new byte[v.Length * 4]; for (int i = 0; i < v.Length; i++) BinaryPrimitives.WriteInt32LittleEndian(b.AsSpan(i * 4), v[i]); return new("I32", new long[] { v.Length }, b); }
     private static Blob F16(Half[] v) { var b = new byte[v.Length * 2]; for (int i = 0; i < v.Length; i++) BinaryPrimitives.WriteHalfLittleEndian(b.AsSpan(i * 2), v[i]); return new("F16", new long[] { v.Length }, b); }
-    private static int[] ToI32(byte[] b) => Enumerable.Range(0, b.Length / 4).Select(i => BinaryPrimitives.ReadInt32LittleEndian(b.AsSpan(i * 4))).ToArray();
     private static Half[] ToF16(byte[] b) => Enumerable.Range(0, b.Length / 2).Select(i => BinaryPrimitives.ReadHalfLittleEndian(b.AsSpan(i * 2))).ToArray();
 }

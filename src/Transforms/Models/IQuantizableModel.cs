@@ -26,7 +26,7 @@ public interface IQuantizableModel
     Device Device { get; }
 
     /// <summary>Turns calibration rows into tensors on <see cref="Device"/>.</summary>
-    ModelBatch Encode(IReadOnlyList<VqaInput> rows);
+    ModelBatch Encode(IReadOnlyList<ModelRow> rows);
 
     /// <summary>
     /// Logits of the calibration objective, [batch, length, classes], aligned with <see cref="ModelBatch.Labels"/>:
@@ -49,7 +49,7 @@ public sealed record VlmPrediction(string[] Answers, float[] Scores);
 public interface IVqaModel : IQuantizableModel
 {
     /// <summary>Turns rows into tensors on <see cref="IQuantizableModel.Device"/>.</summary>
-    new VlmBatch Encode(IReadOnlyList<VqaInput> rows);
+    new VlmBatch Encode(IReadOnlyList<ModelRow> rows);
 
     /// <summary>Mean cross-entropy over answer tokens.</summary>
     Tensor Loss(VlmBatch batch);
@@ -65,7 +65,20 @@ public interface IVqaModel : IQuantizableModel
 }
 
 /// <summary>
-/// One calibration or scoring row: image bytes (H×W×3), the text, and the answer when known. Text-only models take
-/// an empty image; for a sentence encoder the answer is the text's positive partner (the next sentence).
+/// One row a model reads, for calibration or scoring: image bytes (H×W×3; empty for a text-only model), the text,
+/// and the target of the calibration objective when known — a VLM's answer, or a sentence encoder's positive partner
+/// (the next sentence).
 /// </summary>
-public readonly record struct VqaInput(byte[] Image, string Question, string? Answer = null);
+public readonly record struct ModelRow(byte[] Image, string Text, string? Target = null);
+
+/// <summary>A model whose quantized Linear layers can run on their packed codes (<see cref="Kernels.QuantizedLinear"/>).</summary>
+public interface ISupportsLookupKernels
+{
+    /// <summary>
+    /// Swaps in a <see cref="Kernels.QuantizedLinear"/> for every stored layer the look-up kernels run; returns how many.
+    /// <paramref name="smallBatchRows"/>: most activation rows per call that take the look-up kernel (decoding);
+    /// <paramref name="exactLayers"/>: layers too sensitive for int8 tables, which get float32 ones.
+    /// </summary>
+    int UseLookupKernels(Format.QuantizedModel quantized, Kernels.LutKernelOptions? kernel = null, int smallBatchRows = 8,
+                         IEnumerable<string>? exactLayers = null);
+}

@@ -22,7 +22,6 @@ public sealed class CommandLineTests
     [DataRow("quantize-layer")]
     [DataRow("report")]
     [DataRow("predict")]
-    [DataRow("bench", "accuracy")]
     public void Help_DescribesTheOptions(params string[] command)
     {
         var (code, output) = Run(command.Append("--help").ToArray());
@@ -71,5 +70,95 @@ public sealed class CommandLineTests
         Assert.AreNotEqual(0, code);
         StringAssert.Contains(output, "No Msavq configuration meets 0.5 bits/weight");
         Assert.IsFalse(output.Contains("   at "), output);
+    }
+
+    /// <summary>Issue 19.2: an unknown option or a typo is an error before any work, never a default run.</summary>
+    [TestMethod]
+    [DataRow("quantize", "--bogus")]
+    [DataRow("quantize", "--budjet", "2")]
+    [DataRow("predict", "--pipline", "x.zip")]
+    [DataRow("quantize-layer", "--wieght", "W.npy")]
+    [DataRow("eval", "--question", "5")]
+    public void UnknownOption_IsAnError(params string[] args)
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"msavq-unknown-{Guid.NewGuid():N}");
+        var (code, output) = Run(args.Append("--out").Append(Path.Combine(dir, "x")).ToArray());
+        Assert.AreNotEqual(0, code, output);
+        StringAssert.Contains(output, "Unknown option");
+        Assert.IsFalse(Directory.Exists(dir), "nothing was written");
+    }
+
+    /// <summary>Issue 19.6: quantize takes method names in any case, as quantize-layer does.</summary>
+    [TestMethod]
+    [DataRow("msavq")]
+    [DataRow("MSAVQ")]
+    [DataRow("Gptvq")]
+    public void Quantize_MethodNames_AnyCase(string method)
+    {
+        // The budget is refused after the method was parsed: the error is about the budget, not the method.
+        var (code, output) = Run("quantize", "--method", method, "--budget", "-1");
+        Assert.AreNotEqual(0, code);
+        StringAssert.Contains(output, "--budget");
+        Assert.IsFalse(output.Contains("convert"), output);
+    }
+
+    /// <summary>Issue 19.4: output paths are checked before the model is even loaded.</summary>
+    [TestMethod]
+    [DataRow("--out")]
+    [DataRow("--layers-out")]
+    [DataRow("--report")]
+    public void Quantize_UnwritableOutput_FailsBeforeTheWork(string option)
+    {
+        var (code, output) = Run("quantize", "--model", "/nonexistent/model.ckpt", option, "/proc/msavq-cannot-write/out.file");
+        Assert.AreNotEqual(0, code);
+        StringAssert.Contains(output, "/proc/msavq-cannot-write/out.file");
+        Assert.IsFalse(output.Contains("model.ckpt"), "outputs are checked before the model is loaded: " + output);
+    }
+
+    /// <summary>
+    /// Issue 19.5: what the main job writes is what the next command reads: quantize writes a pipeline zip that predict
+    /// answers with by default path, the layers alone (--layers-out) predict reads with the base model, and a wrong
+    /// file says what it is and what is expected.
+    /// </summary>
+    [TestMethod]
+    public void Quantize_ThenPredict_ReadsWhatWasWritten()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"msavq-main-{Guid.NewGuid():N}");
+        string zip = Path.Combine(dir, "m.zip"), layers = Path.Combine(dir, "m.msavq");
+        var (code, output) = Run("quantize", "--method", "rtn", "--mode", "OneShot", "--calibration", "8", "--questions", "8",
+            "--out", zip, "--layers-out", layers);
+        Assert.AreEqual(0, code, output);
+        StringAssert.Contains(output, "msavq predict --pipeline");
+
+        var (c1, fromZip) = Run("predict", "--pipeline", zip, "--questions", "3");
+        Assert.AreEqual(0, c1, fromZip);
+        var (c2, fromLayers) = Run("predict", "--pipeline", layers, "--questions", "3");
+        Assert.AreEqual(0, c2, fromLayers);
+        Assert.AreEqual(fromZip, fromLayers, "the zip and the layers with the shipped model answer alike");
+        Assert.HasCount(3, fromZip.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+
+        string text = Path.Combine(dir, "notes.txt");
+        File.WriteAllText(text, "not a model");
+        var (c3, wrong) = Run("predict", "--pipeline", text);
+        Assert.AreNotEqual(0, c3);
+        StringAssert.Contains(wrong, "not a file this library writes");
+        StringAssert.Contains(wrong, "saved pipeline");
+        Directory.Delete(dir, recursive: true);
+    }
+
+    [TestMethod]
+    public void Predict_DefaultPipelineMissing_SaysToRunQuantize()
+    {
+        string cwd = Environment.CurrentDirectory;
+        string dir = Path.Combine(Path.GetTempPath(), $"msavq-empty-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        try
+        {
+            Environment.CurrentDirectory = dir;
+            var (code, output) = Run("predict");
+            Assert.AreNotEqual(0, code);
+            StringAssert.Contains(output, "msavq quantize");
+        }
+        finally { Environment.CurrentDirectory = cwd; Directory.Delete(dir, true); }
     }
 }

@@ -1,5 +1,5 @@
 using Msavq.Cli;
-using Msavq.Cli.IO;
+using Msavq.MLNet.IO;
 using Spectre.Console.Testing;
 using static TorchSharp.torch;
 
@@ -48,7 +48,6 @@ public sealed class QuantizeLayerCommandTests
     [DataRow("rtn")]
     [DataRow("gptq")]
     [DataRow("gptvq")]
-    [DataRow("ldlq")]
     [DataRow("msavq")]
     public void QuantizeLayer_WritesTheDequantizedWeightAndReports(string method)
     {
@@ -56,7 +55,7 @@ public sealed class QuantizeLayerCommandTests
         var (w, h, g) = Files(dir);
         string q = Path.Combine(dir, "Q.npy"), c = Path.Combine(dir, "C.npy");
         var (code, output) = Run("quantize-layer", "--weight", w, "--hessian", h, "--gradient", g, "--method", method,
-            "--bits", "2", "--group-size", "256", "--columns-per-group", "16", "--out", q, "--codes", c);
+            "--budget", "3", "--columns-per-group", "16", "--weights-per-codebook", "256", "--out", q, "--codes", c);
         Assert.AreEqual(0, code, output);
         StringAssert.Contains(output, "bits/weight");
         StringAssert.Contains(output, "proxy error");
@@ -64,6 +63,62 @@ public sealed class QuantizeLayerCommandTests
         CollectionAssert.AreEqual(new long[] { 16, 32 }, wq.shape);
         Assert.AreEqual(ScalarType.Float32, wq.dtype);
         Assert.IsTrue(File.Exists(c));
+    }
+
+    /// <summary>Issue 19.3: the defaults give about 2 bits per weight all-in for every method, as the README says.</summary>
+    [TestMethod]
+    [DataRow("gptq")]
+    [DataRow("gptvq")]
+    [DataRow("msavq")]
+    public void QuantizeLayer_Defaults_AreAboutTwoBitsAllIn(string method)
+    {
+        string dir = Dir();
+        var (w, h, _) = Files(dir, 64, 256);
+        var (code, output) = Run("quantize-layer", "--weight", w, "--hessian", h, "--method", method);
+        Assert.AreEqual(0, code, output);
+        double bits = double.Parse(System.Text.RegularExpressions.Regex.Match(output, @"([0-9.]+) bits/weight all-in").Groups[1].Value,
+            System.Globalization.CultureInfo.InvariantCulture);
+        Assert.IsTrue(bits <= 2.25 && bits >= 1.5, $"{method}: {bits} bits/weight ({output})");
+    }
+
+    /// <summary>
+    /// Issue 19.3: d = 8 at a high budget once asked k-means for a 2³²-entry codebook (killed at 17.8 GB); the planner
+    /// caps the codebook size, so the layer is quantized within the budget.
+    /// </summary>
+    [TestMethod]
+    public void QuantizeLayer_HighBudgetAtVectorDim8_StaysWithinTheCodebookLimit()
+    {
+        string dir = Dir();
+        var (w, h, _) = Files(dir);
+        var (code, output) = Run("quantize-layer", "--weight", w, "--hessian", h, "--method", "gptvq", "--budget", "4", "--vector-dim", "8",
+            "--columns-per-group", "16");
+        Assert.AreEqual(0, code, output);
+        StringAssert.Contains(output, "bits/weight all-in");
+    }
+
+    /// <summary>Issue 19.6: one spelling rule: method names in any case, for quantize-layer as for quantize.</summary>
+    [TestMethod]
+    [DataRow("MSAVQ")]
+    [DataRow("Msavq")]
+    [DataRow("msavq")]
+    [DataRow("GptQ")]
+    public void QuantizeLayer_MethodNames_AnyCase(string method)
+    {
+        string dir = Dir();
+        var (w, h, _) = Files(dir);
+        var (code, output) = Run("quantize-layer", "--weight", w, "--hessian", h, "--method", method, "--budget", "3", "--columns-per-group", "16");
+        Assert.AreEqual(0, code, output);
+    }
+
+    /// <summary>Issue 19.4: an unwritable output is reported before the files are read or anything is quantized.</summary>
+    [TestMethod]
+    public void QuantizeLayer_UnwritableOutput_FailsBeforeTheWork()
+    {
+        var (code, output) = Run("quantize-layer", "--weight", "/nonexistent/W.npy", "--hessian", "/nonexistent/H.npy",
+            "--out", "/proc/msavq-cannot-write/Q.npy");
+        Assert.AreNotEqual(0, code);
+        StringAssert.Contains(output, "/proc/msavq-cannot-write/Q.npy");
+        Assert.IsFalse(output.Contains("W.npy"), "the output path is checked before the input is read: " + output);
     }
 
     [TestMethod]
@@ -118,7 +173,7 @@ public sealed class QuantizeLayerCommandTests
     {
         var (code, output) = Run("quantize-layer", "--weight", "a.npy", "--hessian", "b.npy", "--method", "magic");
         Assert.AreNotEqual(0, code);
-        StringAssert.Contains(output, "--method");
+        StringAssert.Contains(output, "magic");
     }
 
     [TestMethod]

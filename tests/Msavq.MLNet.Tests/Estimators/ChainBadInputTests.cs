@@ -105,7 +105,7 @@ public sealed class ChainBadInputTests
         public IReadOnlyList<QuantizableLayer> QuantizableLayers =>
             inner.QuantizableLayers.Append(new QuantizableLayer("extra.silent", 99, LayerRole.Language, _silent)).ToList();
         public Device Device => inner.Device;
-        public ModelBatch Encode(IReadOnlyList<VqaInput> rows) => inner.Encode(rows);
+        public ModelBatch Encode(IReadOnlyList<ModelRow> rows) => inner.Encode(rows);
         public Tensor Logits(ModelBatch batch) => ((IQuantizableModel)inner).Logits(batch);
         public IQuantizableModel Clone() => new ModelWithSilentLayer(inner.Clone());
     }

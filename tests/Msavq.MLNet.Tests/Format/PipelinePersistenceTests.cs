@@ -17,17 +17,24 @@ public sealed class PipelinePersistenceTests
         const int Questions = 500; // issue 5: identical predictions on 500 test questions after a fresh-process load
         var test = ShapesVqa.Generate(ml, ShapesVqaSplit.Test, Questions);
         string path = Path.Combine(Path.GetTempPath(), $"msavq-{Guid.NewGuid():N}.zip");
-        Msavq.Save(ml, pipeline, test.Schema, path);
+        MsavqPipeline.Save(ml, pipeline, test.Schema, path);
 
         var fresh = new MLContext(1);
         var loaded = fresh.Msavq().Load(path, out var schema);
         Assert.IsNotNull(schema.GetColumnOrNull("Image"));
+        // The same typed transformer a fit gives: report, stored layers, bits.
+        var typed = loaded.LastTransformer;
+        Assert.HasCount(pipeline.LastTransformer.Layers.Count, typed.Layers);
+        CollectionAssert.AreEqual(pipeline.LastTransformer.Layers.Select(l => l.ProxyError).ToArray(), typed.Layers.Select(l => l.ProxyError).ToArray());
+        Assert.AreEqual(pipeline.LastTransformer.BitsPerWeight, typed.BitsPerWeight, 1e-12);
+        CollectionAssert.AreEqual(pipeline.LastTransformer.Quantized.Layers.Select(l => l.Name).ToArray(), typed.Quantized.Layers.Select(l => l.Name).ToArray());
+        Assert.AreEqual(pipeline.LastTransformer.Report.Rows.Count, typed.Report.Rows.Count);
         var before = pipeline.Transform(test);
         var after = loaded.Transform(ShapesVqa.Generate(fresh, ShapesVqaSplit.Test, Questions));
         CollectionAssert.AreEqual(before.GetColumn<string>("PredictedAnswer").ToArray(), after.GetColumn<string>("PredictedAnswer").ToArray());
         CollectionAssert.AreEqual(before.GetColumn<float>("Score").ToArray(), after.GetColumn<float>("Score").ToArray());
 
-        // A fresh process: msavq predict loads the zip with Msavq.Load and answers the same questions.
+        // A fresh process: msavq predict loads the zip with MsavqPipeline.Load and answers the same questions.
         var psi = new System.Diagnostics.ProcessStartInfo("dotnet")
         {
             RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
@@ -45,7 +52,7 @@ public sealed class PipelinePersistenceTests
             lines.Select(l => float.Parse(l[2], System.Globalization.CultureInfo.InvariantCulture)).ToArray());
 
         var e = Assert.Throws<Exception>(() => new MLContext(2).Model.Load(path, out _));
-        StringAssert.Contains(e.ToString(), "Msavq.Load");
+        StringAssert.Contains(e.ToString(), "MsavqPipeline.Load");
         File.Delete(path);
     }
 }

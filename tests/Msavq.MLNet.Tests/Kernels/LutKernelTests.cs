@@ -1,4 +1,4 @@
-using Msavq.Bench.Kernels;
+using Msavq.MLNet.Synthetic;
 using Msavq.MLNet.Format;
 using Msavq.MLNet.Kernels;
 

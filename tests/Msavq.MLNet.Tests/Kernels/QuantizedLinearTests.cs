@@ -1,5 +1,5 @@
 using Microsoft.ML;
-using Msavq.Bench.Kernels;
+using Msavq.MLNet.Synthetic;
 using Msavq.MLNet.Kernels;
 using Msavq.MLNet.Models;
 using Msavq.MLNet.Tests.Estimators;

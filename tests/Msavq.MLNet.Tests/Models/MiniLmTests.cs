@@ -83,12 +83,12 @@ public sealed class MiniLmTests
     [TestMethod]
     public void Encode_PairsEachTextWithItsNext_AndMarksEveryTokenText()
     {
-        using var batch = Model.Encode(Pairs(3).Append(new VqaInput([], "A sentence without partner.")).ToList());
+        using var batch = Model.Encode(Pairs(3).Append(new ModelRow([], "A sentence without partner.")).ToList());
         CollectionAssert.AreEqual(new long[] { 1, 0, 3, 2, 5, 4, -100 }, batch.Labels.reshape(-1).data<long>().ToArray());
         Assert.AreEqual(7, batch.Count);
         Assert.IsTrue(batch.Modality.eq((byte)TokenModality.Text).all().item<bool>());
         Assert.AreEqual(batch.Tokens.ne(0).sum().item<long>(), (long)batch.Valid.sum().item<float>(), "valid = non-padding");
-        Assert.ThrowsExactly<ArgumentException>(() => Model.Encode(new[] { new VqaInput(new byte[3], "x") }));
+        Assert.ThrowsExactly<ArgumentException>(() => Model.Encode(new[] { new ModelRow(new byte[3], "x") }));
     }
 
     [TestMethod]
@@ -126,8 +126,8 @@ public sealed class MiniLmTests
         Assert.IsEmpty(BrownCorpus.Calibration.Intersect(BrownCorpus.Evaluation).ToList());
     }
 
-    internal static List<VqaInput> Pairs(int count) => Enumerable.Range(0, count)
-        .Select(k => new VqaInput([], BrownCorpus.Calibration[2 * k], BrownCorpus.Calibration[2 * k + 1])).ToList();
+    internal static List<ModelRow> Pairs(int count) => Enumerable.Range(0, count)
+        .Select(k => new ModelRow([], BrownCorpus.Calibration[2 * k], BrownCorpus.Calibration[2 * k + 1])).ToList();
 }
 
 /// <summary>all-MiniLM-L6-v2 loaded once for the test run (parsing 90 MB of ONNX is the slow part).</summary>

@@ -33,7 +33,7 @@ public sealed class PretrainedShapesVlmTests
         var examples = new ShapesVqaGenerator(ShapesVqa.SeedOf(ShapesVqaSplit.Validation)).Take(32).ToList();
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        using var batch = model.Encode(examples.Select(e => new VqaInput(e.Image, e.Question)).ToList());
+        using var batch = model.Encode(examples.Select(e => new ModelRow(e.Image, e.Question)).ToList());
         var projector = (TorchSharp.torch.nn.Module<Tensor, Tensor>)model.named_children().Single(c => c.name == "projector").module;
         double content = Rms(projector.call(model.EncodeImage(batch.Pixels)));
         var p = model.named_parameters().ToDictionary(x => x.name, x => x.parameter);

@@ -41,7 +41,7 @@ public sealed class ShapesVlmTests
             Assert.HasCount(1, labelled, "single-token answers");
             Assert.AreEqual(batch.AnswerPositions[i], labelled[0]);
             Assert.AreEqual((byte)TokenModality.Answer, modality[i * l + labelled[0] + 1]);
-            Assert.AreEqual(rows[i].Answer, model.Tokenizer.Decode((int)labels[i * l + labelled[0]]));
+            Assert.AreEqual(rows[i].Target, model.Tokenizer.Decode((int)labels[i * l + labelled[0]]));
         }
     }
 
@@ -83,7 +83,7 @@ public sealed class ShapesVlmTests
     public void Encode_RejectsAWrongImageSize()
     {
         using var model = TinyVlm.Create();
-        var e = Assert.ThrowsExactly<ArgumentException>(() => model.Encode(new[] { new VqaInput(new byte[10], "is there a red circle?") }));
+        var e = Assert.ThrowsExactly<ArgumentException>(() => model.Encode(new[] { new ModelRow(new byte[10], "is there a red circle?") }));
         StringAssert.Contains(e.Message, "3072");
     }
 

@@ -18,7 +18,7 @@ internal static class TinyVlm
         return new ShapesVlm(Config);
     }
 
-    public static List<VqaInput> Rows(int count, int seed = 1, bool withAnswers = true) =>
+    public static List<ModelRow> Rows(int count, int seed = 1, bool withAnswers = true) =>
         new ShapesVqaGenerator(seed).Take(count)
-            .Select(e => new VqaInput(e.Image, e.Question, withAnswers ? e.Answer : null)).ToList();
+            .Select(e => new ModelRow(e.Image, e.Question, withAnswers ? e.Answer : null)).ToList();
 }

@@ -2,7 +2,7 @@ using Microsoft.ML;
 using Msavq.MLNet;
 using Msavq.MLNet.Sensitivity;
 
-namespace Msavq.Cli.Bench;
+namespace Msavq.Bench.Quality;
 
 /// <summary>The chain's knobs a benchmark sets once for all its experiments.</summary>
 public sealed record ChainSettings(int VectorDimension, int Seed)
@@ -66,7 +66,7 @@ public sealed class ExperimentChain(MLContext ml, IDataView calibrated, ChainSet
         {
             Directory.CreateDirectory(s.LayerReports);
             string file = Path.Combine(s.LayerReports, $"{string.Concat(e.Name.Where(char.IsLetterOrDigit)).ToLowerInvariant()}-{e.Budget:0.##}.csv");
-            Commands.CsvFile.Save(q.Report, file);
+            AtomicFile.WriteCsv(q.Report, file);
         }
         return (q, null);
     }

@@ -3,7 +3,7 @@ using System.Text;
 using System.Text.RegularExpressions;
 using static TorchSharp.torch;
 
-namespace Msavq.Cli.IO;
+namespace Msavq.MLNet.IO;
 
 /// <summary>
 /// NumPy .npy files (format 1.0–3.0): little-endian float32/float64/int32/int64, C order. Anything else is refused

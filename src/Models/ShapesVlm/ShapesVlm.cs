@@ -13,7 +13,7 @@ namespace Msavq.MLNet.Models;
 /// [bos; image tokens; question tokens; answer tokens], answering by next-token prediction through lm_head.
 /// Every Linear is invoked with <c>call()</c>, so forward hooks see it.
 /// </summary>
-public sealed class ShapesVlm : nn.Module<Tensor, Tensor, Tensor>, IVqaModel
+public sealed class ShapesVlm : nn.Module<Tensor, Tensor, Tensor>, IVqaModel, IPersistableModel, ISupportsLookupKernels
 {
     private readonly VisionEncoder vision;
     private readonly Projector projector;
@@ -139,6 +139,10 @@ public sealed class ShapesVlm : nn.Module<Tensor, Tensor, Tensor>, IVqaModel
 
     IQuantizableModel IQuantizableModel.Clone() => Clone();
 
+    string IPersistableModel.FormatName => ShapesVlmCheckpoint.FormatName;
+
+    byte[] IPersistableModel.Serialize() => ShapesVlmCheckpoint.Serialize(this);
+
     /// <summary>
     /// Swaps in a <see cref="QuantizedLinear"/> for every stored layer the look-up kernels run (vector-quantized,
     /// K ≤ 256), freeing its fp32 Linear; the others keep their decoded weights. For inference: afterwards the
@@ -178,7 +182,7 @@ public sealed class ShapesVlm : nn.Module<Tensor, Tensor, Tensor>, IVqaModel
         ? throw new InvalidOperationException("This model runs QuantizedLinear layers (UseLookupKernels); clone the model before swapping them in.")
         : ModuleCopy.From(new ShapesVlm(Config), this, Device);
 
-    public VlmBatch Encode(IReadOnlyList<VqaInput> rows)
+    public VlmBatch Encode(IReadOnlyList<ModelRow> rows)
     {
         if (rows.Count == 0) throw new ArgumentException("Cannot encode an empty batch.", nameof(rows));
         int b = rows.Count, p = Config.ImageTokens, side = Config.ImageSize;
@@ -193,9 +197,9 @@ public sealed class ShapesVlm : nn.Module<Tensor, Tensor, Tensor>, IVqaModel
                 throw new ArgumentException($"Row {i}: image has {row.Image?.Length ?? 0} bytes, expected {bytes} ({side}×{side}×3).");
             Buffer.BlockCopy(row.Image, 0, pixelBytes, i * bytes, bytes);
             var t = new List<int> { Tokenizer.BosId };
-            t.AddRange(Tokenizer.Encode(row.Question ?? ""));
+            t.AddRange(Tokenizer.Encode(row.Text ?? ""));
             answerStart[i] = t.Count;
-            if (row.Answer != null) t.AddRange(Tokenizer.Encode(row.Answer));
+            if (row.Target != null) t.AddRange(Tokenizer.Encode(row.Target));
             if (t.Count > Config.MaxTextTokens)
                 throw new ArgumentException($"Row {i}: {t.Count} text tokens exceed the model's {Config.MaxTextTokens}.");
             ids[i] = t;
@@ -238,7 +242,7 @@ public sealed class ShapesVlm : nn.Module<Tensor, Tensor, Tensor>, IVqaModel
         };
     }
 
-    ModelBatch IQuantizableModel.Encode(IReadOnlyList<VqaInput> rows) => Encode(rows);
+    ModelBatch IQuantizableModel.Encode(IReadOnlyList<ModelRow> rows) => Encode(rows);
 
     Tensor IQuantizableModel.Logits(ModelBatch batch) => Logits(batch as VlmBatch
         ?? throw new ArgumentException($"ShapesVlm needs a {nameof(VlmBatch)} (from its own Encode), got {batch.GetType().Name}.", nameof(batch)));

@@ -160,7 +160,7 @@ public sealed class MiniLmEncoder : nn.Module<Tensor, Tensor, Tensor>, IQuantiza
     /// Row i's text and, when given, its answer (the partner sentence) become sequences 2i and 2i+1 of the batch; each
     /// sequence's label is its partner's index, -100 for a row without answer.
     /// </summary>
-    public ModelBatch Encode(IReadOnlyList<VqaInput> rows)
+    public ModelBatch Encode(IReadOnlyList<ModelRow> rows)
     {
         if (rows.Count == 0) throw new ArgumentException("Cannot encode an empty batch.", nameof(rows));
         var sentences = new List<string>();
@@ -170,8 +170,8 @@ public sealed class MiniLmEncoder : nn.Module<Tensor, Tensor, Tensor>, IQuantiza
             if (rows[i].Image is { Length: > 0 })
                 throw new ArgumentException($"Row {i} has an image; {nameof(MiniLmEncoder)} reads text only.");
             int at = sentences.Count;
-            sentences.Add(rows[i].Question ?? "");
-            if (rows[i].Answer is { } partner)
+            sentences.Add(rows[i].Text ?? "");
+            if (rows[i].Target is { } partner)
             {
                 sentences.Add(partner);
                 labels.Add(at + 1);

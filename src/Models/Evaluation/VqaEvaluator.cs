@@ -47,7 +47,7 @@ public static class VqaEvaluator
         for (int start = 0; start < examples.Count; start += batchSize)
         {
             using var scope = NewDisposeScope();
-            var rows = examples.Skip(start).Take(batchSize).Select(e => new VqaInput(e.Image, e.Question, e.Answer)).ToList();
+            var rows = examples.Skip(start).Take(batchSize).Select(e => new ModelRow(e.Image, e.Question, e.Answer)).ToList();
             using var batch = model.Encode(rows);
             var logits = model.AnswerLogits(batch);
             var logp = F.log_softmax(logits, -1);

@@ -1,6 +1,6 @@
 using Msavq.MLNet.Format;
 
-namespace Msavq.Bench.Kernels;
+namespace Msavq.MLNet.Synthetic;
 
 /// <summary>
 /// Seeded vector-quantized layers with the statistics of real ones (int8 codewords of a rounded normal, fp16 scales,

@@ -1,11 +1,11 @@
 using System.ComponentModel;
 using System.Globalization;
-using Msavq.Cli.Bench;
+using Msavq.Bench.Quality;
 using Msavq.MLNet;
 using Spectre.Console;
 using Spectre.Console.Cli;
 
-namespace Msavq.Cli.Commands;
+namespace Msavq.Bench.Commands;
 
 /// <summary>Options every benchmark table shares: which experiments, the chain's knobs, where results go.</summary>
 public abstract class BenchSettings : CommandSettings

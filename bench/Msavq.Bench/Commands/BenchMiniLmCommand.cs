@@ -2,14 +2,14 @@ using System.ComponentModel;
 using System.Globalization;
 using System.Text;
 using Microsoft.ML;
-using Msavq.Cli.Bench;
+using Msavq.Bench.Quality;
 using Msavq.MLNet;
 using Msavq.MLNet.Data;
 using Msavq.MLNet.Models.MiniLm;
 using Spectre.Console;
 using Spectre.Console.Cli;
 
-namespace Msavq.Cli.Commands;
+namespace Msavq.Bench.Commands;
 
 /// <summary>
 /// <c>msavq bench minilm</c>: RTN, GPTQ, GPTVQ and MSAVQ on all-MiniLM-L6-v2 (published ONNX weights), scored by how

@@ -4,7 +4,7 @@ using Msavq.MLNet.Calibration;
 using Msavq.MLNet.Data;
 using Msavq.MLNet.Models;
 
-namespace Msavq.Cli.Bench;
+namespace Msavq.Bench.Quality;
 
 /// <summary>
 /// Runs the accuracy table: calibration once on the train split (the same statistics feed every method), each

@@ -6,7 +6,7 @@ using Msavq.MLNet.Models.MiniLm;
 using Msavq.MLNet.Quantization;
 using static TorchSharp.torch;
 
-namespace Msavq.Cli.Bench;
+namespace Msavq.Bench.Quality;
 
 /// <summary>What one experiment measured on the evaluation sentences, against the fp32 embeddings.</summary>
 public sealed record MiniLmResult(AccuracyExperiment Experiment, double BitsPerWeight, double MeanCosine, double MinCosine,

@@ -1,6 +1,9 @@
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using Msavq.MLNet.Models;
+
+[assembly: ModelFormat(ShapesVlmCheckpoint.FormatName, typeof(ShapesVlmCheckpoint.Reader))]
 
 namespace Msavq.MLNet.Models;
 
@@ -19,6 +22,14 @@ public static class ShapesVlmCheckpoint
 {
     private static readonly byte[] Magic = "MSAVQVLM"u8.ToArray();
     public const uint Version = 1;
+    /// <summary>The name a saved pipeline records for this format (<see cref="IPersistableModel.FormatName"/>).</summary>
+    public const string FormatName = "ShapesVlm/1";
+
+    /// <summary>What <see cref="MsavqPipeline.Load"/> calls to rebuild the base model of a saved pipeline.</summary>
+    public sealed class Reader : IModelReader
+    {
+        public IQuantizableModel Read(byte[] bytes, string source) => Load(bytes, source);
+    }
 
     public static void Save(ShapesVlm model, string path)
     {
@@ -57,8 +68,13 @@ public static class ShapesVlmCheckpoint
 
     public static ShapesVlm Load(Stream stream, string source)
     {
-        byte[] bytes;
-        using (var ms = new MemoryStream()) { stream.CopyTo(ms); bytes = ms.ToArray(); }
+        using var ms = new MemoryStream();
+        stream.CopyTo(ms);
+        return Load(ms.ToArray(), source);
+    }
+
+    public static ShapesVlm Load(byte[] bytes, string source)
+    {
         InvalidDataException Bad(string why) => new($"ShapesVlm checkpoint '{source}' is invalid: {why}.");
 
         int header = Magic.Length + 8;

@@ -1,6 +1,6 @@
 using static TorchSharp.torch;
 
-namespace Msavq.Bench;
+namespace Msavq.MLNet.Synthetic;
 
 /// <summary>
 /// The documented synthetic layer of the engine benchmarks. Inputs X = S·M·diag(s) with S ~ N(0,1) [N, n],

@@ -1,6 +1,6 @@
 using Msavq.MLNet;
 
-namespace Msavq.Cli.Bench;
+namespace Msavq.Bench.Quality;
 
 /// <summary>Replaces one marked section of bench/RESULTS.md (atomically), leaving the rest of the file alone.</summary>
 public static class ResultsFile

@@ -2,14 +2,14 @@ using System.ComponentModel;
 using System.Globalization;
 using System.Text;
 using Microsoft.ML;
-using Msavq.Cli.Bench;
+using Msavq.Bench.Quality;
 using Msavq.MLNet;
 using Msavq.MLNet.Data;
 using Msavq.MLNet.Models;
 using Spectre.Console;
 using Spectre.Console.Cli;
 
-namespace Msavq.Cli.Commands;
+namespace Msavq.Bench.Commands;
 
 /// <summary><c>msavq bench accuracy</c>: the accuracy table of RTN, GPTQ, GPTVQ and MSAVQ on the shipped model.</summary>
 public sealed class BenchAccuracyCommand(IAnsiConsole console) : Command<BenchAccuracyCommand.Settings>

@@ -1,6 +1,6 @@
 using Msavq.MLNet;
 
-namespace Msavq.Cli.Bench;
+namespace Msavq.Bench.Quality;
 
 /// <summary>One row of the accuracy table: a method at a budget, with its ablation switches.</summary>
 /// <param name="PlainMinMaxGrid">

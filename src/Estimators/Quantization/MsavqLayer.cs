@@ -1,0 +1,98 @@
+using Msavq.MLNet.Calibration;
+using Msavq.MLNet.Format;
+using static TorchSharp.torch;
+
+namespace Msavq.MLNet.Quantization;
+
+/// <summary>What the bit allocation decided for one layer (algorithm.md §8.3), as the MSAVQ layer step needs it.</summary>
+/// <param name="Layout">Tiles: d-vectors along the input dimension, one codebook per tile.</param>
+/// <param name="TileCodebookSizes">K per tile, row-major.</param>
+/// <param name="ColumnOrder">Input-column order the sweep works in (modality-affinity bins), or null.</param>
+/// <param name="RowScales">One fp16 scale per output row.</param>
+/// <param name="TrialBits">Bits of the RTN trial that sizes the shift's trust region.</param>
+public sealed record MsavqLayerPlan(VqLayout Layout, int[] TileCodebookSizes, long[]? ColumnOrder, bool RowScales, int TrialBits);
+
+/// <summary>Options of <see cref="MsavqLayer"/>.</summary>
+public sealed record MsavqLayerOptions
+{
+    /// <summary>Quantize the Newton-shifted target W* (§8.4 step 1) instead of W.</summary>
+    public bool GradientShift { get; init; }
+    /// <summary>β: the step's trust factor.</summary>
+    public double Beta { get; init; } = 0.3;
+    /// <summary>τ: the shift's A-norm is at most τ times a trial RTN error's.</summary>
+    public double ShiftTrustRatio { get; init; } = 0.05;
+    /// <summary>λ relative to mean(diag A).</summary>
+    public double RelativeDamping { get; init; } = 0.01;
+    public KMeansOptions KMeans { get; init; } = new();
+    public CodebookPrecision Precision { get; init; } = CodebookPrecision.Int8;
+    public bool RefineCodebooks { get; init; } = true;
+}
+
+/// <summary>The MSAVQ layer step's result: the vector-quantized weight in the plan's column order, and its row scales.</summary>
+public sealed record MsavqLayerResult(VectorQuantizedWeight Weight, Tensor? RowScales, long[]? ColumnOrder) : IDisposable
+{
+    public void Dispose() { Weight.Dispose(); RowScales?.Dispose(); }
+}
+
+/// <summary>
+/// One layer of MSAVQ, top-down (algorithm.md §8.4), on statistics already weighted by modality (§8.2, r_ℓ of
+/// §7.5) and with the codebook sizes the allocation chose (§8.3):
+/// <list type="number">
+/// <item>put W, A and G in the plan's column order (modality-affinity bins, §8.3 "structure");</item>
+/// <item>optionally shift the target: W* = W − s·B⁻¹·G·A⁻¹ with s = min(β, trust) (§8.4 step 1, §6.7);</item>
+/// <item>optionally normalize rows (fp16 scales), folding s_i² into b so the objective is unchanged;</item>
+/// <item>Block-LDL of A, reverse sweep with D_k-weighted codeword choice, codebooks fitted by weighted k-means
+///   when the sweep enters their tile, closed-form refinement (§8.4 steps 2–9, <see cref="BlockLdlq"/>).</item>
+/// </list>
+/// </summary>
+public static class MsavqLayer
+{
+    public static MsavqLayerResult Quantize(Tensor w, CombinedStatistics stats, MsavqLayerPlan plan, MsavqLayerOptions o)
+    {
+        using var scope = NewDisposeScope();
+        // 1. Column order (§8.3): every statistic follows the weight's columns.
+        Tensor wp = w, a = stats.A, g = stats.G, curvatureA = stats.CurvatureA;
+        if (plan.ColumnOrder is { } order)
+        {
+            var idx = tensor(order, device: w.device);
+            wp = w.index_select(1, idx);
+            a = a.index_select(0, idx).index_select(1, idx);
+            g = g.index_select(1, idx);
+            curvatureA = curvatureA.index_select(0, idx).index_select(1, idx);
+        }
+        var b = HessianFactor.FloorOutputFactor(stats.B);                              // §8.2 floor
+
+        // 2. Newton shift on the weighted K-FAC curvature (CurvatureA ⊗ diag CurvatureB), §8.4 step 1.
+        var target = wp;
+        bool hasGradient = g.abs().max().item<double>() > 0 && curvatureA.diagonal().max().item<double>() > 0;
+        if (o.GradientShift && hasGradient && o.Beta > 0)
+        {
+            var step = wp - GradientShift.OneSided(wp, g, curvatureA, stats.CurvatureB,
+                new GradientShiftOptions { Beta = 1, InputDamping = o.RelativeDamping });
+            // Trust region: the calibration gradient of a trained model is mostly noise, and the Kronecker curvature
+            // is rough, so the step may not move W further (in the A-metric) than a fraction of a quantization error.
+            using var trial = RoundToNearest.Quantize(wp, plan.TrialBits, 64);
+            double s = GradientShift.TrustScale(step, trial.Dequantize() - wp, a, o.Beta, o.ShiftTrustRatio);
+            target = wp - step * s;
+        }
+
+        // 3. Row scales: rows at unit RMS share codebooks better; b·s² keeps tr(E A Eᵀ diag b) unchanged.
+        Tensor? rowScale = null;
+        if (plan.RowScales)
+        {
+            rowScale = target.pow(2).mean(new long[] { 1 }).sqrt().clamp_min(1e-8).to(ScalarType.Float16).to(target.dtype);
+            target = target / rowScale.unsqueeze(1);
+            b = b * rowScale.to(ScalarType.Float64).pow(2);
+        }
+
+        // 4. Block-LDL vector quantization with the planned codebooks (§8.4 steps 2–9).
+        var q = BlockLdlq.Quantize(target, a, b, new BlockLdlqOptions
+        {
+            Layout = plan.Layout, TileCodebookSizes = plan.TileCodebookSizes, RelativeDamping = o.RelativeDamping,
+            KMeans = o.KMeans, Precision = o.Precision, RefineCodebooks = o.RefineCodebooks,
+        });
+        q.Indices.MoveToOuterDisposeScope();
+        foreach (var c in q.Codebooks) c.MoveToOuterDisposeScope();
+        return new MsavqLayerResult(q, rowScale?.MoveToOuterDisposeScope(), plan.ColumnOrder);
+    }
+}
