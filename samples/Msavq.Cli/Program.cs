@@ -33,7 +33,8 @@ public static class Program
             if (console != null) c.ConfigureConsole(console);
             c.AddCommand<TrainCommand>("train")
                 .WithDescription("Train the reference ShapesVlm from scratch on Shapes-VQA (resumable).")
-                .WithExample("train", "--minutes", "90", "--out", "runs/train");
+                .WithExample("train", "--minutes", "90", "--out", "runs/train")
+                .WithExample("train", "--steps", "7200", "--out", "runs/train");
             c.AddCommand<EvalCommand>("eval")
                 .WithDescription("Accuracy per question family on the Shapes-VQA test split (default: the shipped model).")
                 .WithExample("eval", "--questions", "2000");

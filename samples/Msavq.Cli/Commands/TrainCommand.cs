@@ -14,8 +14,16 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
         [CommandOption("--out <DIR>"), Description("Folder for checkpoints (last.ckpt, best.ckpt) and curve.csv.")]
         public string Output { get; init; } = new TrainingOptions().OutputDirectory;
 
-        [CommandOption("--minutes <MIN>"), Description("Wall-clock training budget; the LR schedule spans it.")]
+        [CommandOption("--minutes <MIN>"), Description("Wall-clock training budget (without --steps); the LR schedule spans it.")]
         public double Minutes { get; init; } = new TrainingOptions().Minutes;
+
+        [CommandOption("--steps <N>"), Description("Step budget instead of --minutes: the LR schedule, curriculum, focus and evaluations " +
+                                                   "are laid over steps, so a run does the same on any machine.")]
+        public long? Steps { get; init; }
+
+        [CommandOption("--eval-every-steps <N>"), Description("Steps between validation evaluations and checkpoints (with --steps; the last step is always evaluated)."),
+         DefaultValue(TrainingOptions.DefaultEvalEverySteps)]
+        public long EvalEverySteps { get; init; } = TrainingOptions.DefaultEvalEverySteps;
 
         [CommandOption("--batch <N>"), Description("Batch size.")]
         public int Batch { get; init; } = new TrainingOptions().BatchSize;
@@ -35,8 +43,12 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
         [CommandOption("--focus <FAMILY>"), Description("Oversample one question family once the others are learned ('none' to turn off).")]
         public string Focus { get; init; } = ShapesVqaGenerator.NameOf(new TrainingOptions().FocusFamily!.Value);
 
-        [CommandOption("--focus-after <MIN>"), Description("Minutes of training before the focus starts.")]
+        [CommandOption("--focus-after <MIN>"), Description("Minutes of training before the focus starts (without --steps).")]
         public double FocusAfter { get; init; } = new TrainingOptions().FocusAfterMinutes;
+
+        [CommandOption("--focus-after-steps <N>"), Description("Steps of training before the focus starts (with --steps)."),
+         DefaultValue(TrainingOptions.DefaultFocusAfterSteps)]
+        public long FocusAfterSteps { get; init; } = TrainingOptions.DefaultFocusAfterSteps;
 
         [CommandOption("--focus-share <SHARE>"), Description("Share of each batch from the --focus family.")]
         public double FocusShare { get; init; } = new TrainingOptions().FocusShare;
@@ -50,10 +62,10 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
         [CommandOption("--start-objects <N>"), Description("Objects per scene when the curriculum starts (2..6).")]
         public int StartObjects { get; init; } = new TrainingOptions().CurriculumStartObjects;
 
-        [CommandOption("--curriculum <FRACTION>"), Description("Fraction of the budget over which scenes grow to 6 objects.")]
+        [CommandOption("--curriculum <FRACTION>"), Description("Fraction of the budget (minutes or steps) over which scenes grow to 6 objects.")]
         public double Curriculum { get; init; } = new TrainingOptions().CurriculumFraction;
 
-        [CommandOption("--eval-every <MIN>"), Description("Minutes between validation evaluations and checkpoints.")]
+        [CommandOption("--eval-every <MIN>"), Description("Minutes between validation evaluations and checkpoints (without --steps).")]
         public double EvalEvery { get; init; } = new TrainingOptions().EvalEveryMinutes;
 
         [CommandOption("--no-grid-positions"), Description("Leave out the row/column embeddings on the image tokens (the first checkpoint's layout).")]
@@ -70,6 +82,9 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
 
         public override ValidationResult Validate() =>
             Minutes <= 0 ? ValidationResult.Error("--minutes must be > 0")
+            : Steps < 1 ? ValidationResult.Error("--steps must be >= 1")
+            : EvalEverySteps < 1 ? ValidationResult.Error("--eval-every-steps must be >= 1")
+            : FocusAfterSteps < 0 ? ValidationResult.Error("--focus-after-steps must be >= 0")
             : Batch < 1 ? ValidationResult.Error("--batch must be >= 1")
             : LearningRate <= 0 ? ValidationResult.Error("--lr must be > 0")
             : Threads < 1 ? ValidationResult.Error("--threads must be >= 1")
@@ -92,14 +107,29 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
         }
     }
 
+    /// <summary>
+    /// Each budget's options go with that budget only: given with the other one they would be silently ignored.
+    /// Spectre gives an absent option its default, so whether one was given is read from the command line itself.
+    /// </summary>
+    public override ValidationResult Validate(CommandContext context, Settings s)
+    {
+        string[] stepOptions = ["--eval-every-steps", "--focus-after-steps"], minuteOptions = ["--minutes", "--eval-every", "--focus-after"];
+        bool Given(string option) => context.Arguments.Any(a => a == option || a.StartsWith(option + "=", StringComparison.Ordinal)
+                                                                             || a.StartsWith(option + ":", StringComparison.Ordinal));
+        if (s.Steps is null)
+            return stepOptions.FirstOrDefault(Given) is { } stray ? ValidationResult.Error($"{stray} needs --steps") : ValidationResult.Success();
+        return minuteOptions.FirstOrDefault(Given) is { } other ? ValidationResult.Error($"--steps and {other} exclude each other") : ValidationResult.Success();
+    }
+
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellation)
     {
         var options = new TrainingOptions
         {
-            OutputDirectory = s.Output, Minutes = s.Minutes, BatchSize = s.Batch, LearningRate = s.LearningRate,
-            Threads = s.Threads, Seed = s.Seed, Resume = s.Resume,
+            OutputDirectory = s.Output, Minutes = s.Minutes, Steps = s.Steps, EvalEverySteps = s.EvalEverySteps,
+            BatchSize = s.Batch, LearningRate = s.LearningRate, Threads = s.Threads, Seed = s.Seed, Resume = s.Resume,
             FocusFamily = s.Focus == "none" ? null : Settings.FamilyByName(s.Focus), FocusShare = s.FocusShare,
-            FocusAfterMinutes = s.FocusAfter, InitFrom = s.InitFrom, Families = Settings.ParseFamilies(s.Families),
+            FocusAfterMinutes = s.FocusAfter, FocusAfterSteps = s.FocusAfterSteps,
+            InitFrom = s.InitFrom, Families = Settings.ParseFamilies(s.Families),
             CurriculumStartObjects = s.StartObjects, CurriculumFraction = s.Curriculum, ImageGridPositions = !s.NoGridPositions, RelationProbe = !s.NoRelationProbe, EvalEveryMinutes = s.EvalEvery,
         };
         GlibcAllocator.Configure(GlibcAllocator.TrainingThreshold);

@@ -19,12 +19,13 @@ public sealed record CurvePoint(double Minutes, long Step, double Loss, VqaEvalu
 /// <summary>
 /// Trains <see cref="ShapesVlm"/> from scratch (or from a checkpoint's weights) on the Shapes-VQA train stream:
 /// answer-token cross-entropy plus an auxiliary per-cell shape/colour loss on the image tokens (grounding,
-/// reference-vlm.md §What to try 1), AdamW with warm-up and a cosine schedule over the wall-clock budget, an object
-/// curriculum; after <see cref="TrainingOptions.FocusAfterMinutes"/> one family (spatial) is oversampled. Two probes
-/// ground spatial questions: at the middle of the decoder, the cell of each object the question names; one block
-/// before the last, at the answering position, both objects' rows and columns and the relation asked (without that
-/// probe, spatial stayed at chance even with the positions decodable: bench/RESULTS.md). Checkpoints every
-/// evaluation, resumable.
+/// reference-vlm.md §What to try 1), AdamW with warm-up and a cosine schedule over the budget (steps, or wall clock:
+/// <see cref="TrainingOptions.Steps"/>), an object curriculum; after <see cref="TrainingOptions.FocusAfterSteps"/> (or
+/// <see cref="TrainingOptions.FocusAfterMinutes"/>) one family (spatial) is oversampled. Two probes ground spatial
+/// questions: at the middle of the decoder, the cell of each object the question names; one block before the last, at
+/// the answering position, both objects' rows and columns and the relation asked (without that probe, spatial stayed
+/// at chance even with the positions decodable: bench/RESULTS.md). Checkpoints every evaluation and at the end of the
+/// budget, resumable.
 /// </summary>
 public sealed class ShapesVlmTrainer
 {
@@ -92,17 +93,23 @@ public sealed class ShapesVlmTrainer
             ? new ShapesVqaGenerator(ShapesVqa.SeedOf(ShapesVqaSplit.Train) + 104729 * (resumes + 1), maxObjects: _o.CurriculumStartObjects, families: new[] { ff })
             : null;
         int focusRows = focus is null ? 0 : (int)Math.Round(_o.BatchSize * Math.Clamp(_o.FocusShare, 0, 1));
-        double budget = _o.Minutes * 60;
         var clock = Stopwatch.StartNew();
         double Elapsed() => elapsedBefore + clock.Elapsed.TotalSeconds;
-        double nextEval = (Math.Floor(Elapsed() / (_o.EvalEveryMinutes * 60)) + 1) * _o.EvalEveryMinutes * 60;
+        // The budget the schedule, the curriculum, the focus and the evaluations are laid over: steps under a step
+        // budget, so that a run does the same however fast the machine is; otherwise seconds of wall clock.
+        bool bySteps = _o.Steps is not null;
+        double Spent() => bySteps ? step : Elapsed();
+        double budget = _o.Steps ?? _o.Minutes * 60;
+        double evalEvery = bySteps ? _o.EvalEverySteps : _o.EvalEveryMinutes * 60;
+        double focusAfter = bySteps ? _o.FocusAfterSteps : _o.FocusAfterMinutes * 60;
+        double nextEval = (Math.Floor(Spent() / evalEvery) + 1) * evalEvery;
         double smooth = double.NaN, refSmooth = double.NaN, relSmooth = double.NaN;
         static double Smooth(double s, double x) => double.IsNaN(x) ? s : double.IsNaN(s) ? x : 0.98 * s + 0.02 * x;
         model.train();
 
-        while (Elapsed() < budget && !cancel.IsCancellationRequested)
+        while (Spent() < budget && !cancel.IsCancellationRequested)
         {
-            double frac = Elapsed() / budget;
+            double frac = Spent() / budget;
             int start = _o.CurriculumStartObjects;
             train.MaxObjects = Math.Clamp(start + (int)((ShapesWorld.MaxObjects - start + 1) * frac / _o.CurriculumFraction),
                                           start, ShapesWorld.MaxObjects);
@@ -115,7 +122,7 @@ public sealed class ShapesVlmTrainer
             double lossValue, refValue = double.NaN, relValue = double.NaN;
             using (var scope = NewDisposeScope())
             {
-                int fr = Elapsed() >= _o.FocusAfterMinutes * 60 ? focusRows : 0;
+                int fr = Spent() >= focusAfter ? focusRows : 0;
                 var examples = train.Take(_o.BatchSize - fr).Concat(focus?.Take(fr) ?? []).ToList();
                 using var batch = model.Encode(examples.Select(e => new ModelRow(e.Image, e.Question, e.Answer)).ToList());
                 var features = model.EncodeImage(batch.Pixels);
@@ -161,12 +168,12 @@ public sealed class ShapesVlmTrainer
             smooth = Smooth(smooth, lossValue);
             refSmooth = Smooth(refSmooth, refValue);
             relSmooth = Smooth(relSmooth, relValue);
-            onStep(Math.Min(Elapsed() / budget, 1), step, smooth);
+            onStep(Math.Min(Spent() / budget, 1), step, smooth);
 
-            bool last = Elapsed() >= budget || cancel.IsCancellationRequested;
-            if (Elapsed() >= nextEval || last)
+            bool last = Spent() >= budget || cancel.IsCancellationRequested;
+            if (Spent() >= nextEval || last)
             {
-                nextEval += _o.EvalEveryMinutes * 60;
+                nextEval += evalEvery;
                 model.eval();
                 var eval = VqaEvaluator.Evaluate(model, validation);
                 model.train();

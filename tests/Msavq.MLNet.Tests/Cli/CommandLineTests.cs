@@ -88,6 +88,27 @@ public sealed class CommandLineTests
         Assert.IsFalse(Directory.Exists(dir), "nothing was written");
     }
 
+    /// <summary>
+    /// Issue 19.7: a step budget's options need --steps, and the wall-clock budget's options are refused with it (either
+    /// would be silently ignored), before any training.
+    /// </summary>
+    [TestMethod]
+    [DataRow("--steps 0", "--steps must be >= 1")]
+    [DataRow("--steps 5 --eval-every-steps 0", "--eval-every-steps must be >= 1")]
+    [DataRow("--steps 5 --focus-after-steps -1", "--focus-after-steps must be >= 0")]
+    [DataRow("--eval-every-steps 5", "--eval-every-steps needs --steps")]
+    [DataRow("--focus-after-steps=5", "--focus-after-steps needs --steps")]
+    [DataRow("--steps 5 --minutes 1", "--steps and --minutes exclude each other")]
+    [DataRow("--steps 5 --eval-every 1", "--steps and --eval-every exclude each other")]
+    [DataRow("--steps 5 --focus-after 0", "--steps and --focus-after exclude each other")]
+    public void Train_BudgetOptions_AreConsistent(string options, string expected)
+    {
+        // An unwritable --out: should the options pass, the command fails at once instead of training.
+        var (code, output) = Run(["train", .. options.Split(' '), "--out", "/proc/msavq-cannot-write/train"]);
+        Assert.AreNotEqual(0, code, output);
+        StringAssert.Contains(output, expected);
+    }
+
     /// <summary>Issue 19.6: quantize takes method names in any case, as quantize-layer does.</summary>
     [TestMethod]
     [DataRow("msavq")]
