@@ -6,9 +6,11 @@
 // version is missing. The check below refuses to patch if any other symbol needs the version.
 //
 // Written for netstandard2.0 (what RoslynCodeTaskFactory compiles against).
-// This file is compiled twice: by MSBuild's RoslynCodeTaskFactory (build/TorchSharpNative.targets) and by the
-// test project (with MSAVQ_ELF_ONLY, leaving out the MSBuild task class), which checks the ELF logic on copies
-// of the real library.
+// This file is compiled three times: by MSBuild's RoslynCodeTaskFactory (build/TorchSharpNative.targets, in this repo
+// and, packed as buildTransitive, in every project that references our packages), and with MSAVQ_ELF_ONLY (leaving
+// out the MSBuild task class) into the runtime assembly, which applies it at load time for consumers that reference
+// our projects rather than our packages, and into the test project, which checks the ELF logic on copies of the
+// real library.
 #nullable enable
 using System;
 using System.Collections.Generic;
@@ -21,10 +23,10 @@ using Microsoft.Build.Utilities;
 
 namespace Msavq.Build
 {
-    public enum ElfPatchResult { Patched, AlreadyWeak, NoSuchVersionNeed }
+    internal enum ElfPatchResult { Patched, AlreadyWeak, NoSuchVersionNeed }
 
     /// <summary>Minimal ELF64 little-endian reader/writer for the one edit we need.</summary>
-    public static class ElfVersionNeed
+    internal static class ElfVersionNeed
     {
         public const string Version = "GLIBCXX_3.4.32";
         public const string ExpectedSymbol = "_ZSt21ios_base_library_initv";

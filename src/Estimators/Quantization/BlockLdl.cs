@@ -2,12 +2,12 @@ using static TorchSharp.torch;
 
 namespace Msavq.MLNet.Quantization;
 
-/// <summary>A = L D Lᵀ with L unit block-lower-triangular (identity d×d diagonal blocks) and D block-diagonal.</summary>
+/// <summary>
+/// A = L D Lᵀ with L unit block-lower-triangular (identity d×d diagonal blocks) and D block-diagonal, kept as its d×d
+/// diagonal blocks D_k, [n/d, d, d].
+/// </summary>
 public sealed record BlockLdlFactors(Tensor L, Tensor D, int BlockSize)
 {
-    /// <summary>The d×d diagonal blocks D_k, [n/d, d, d].</summary>
-    public Tensor DiagonalBlocks => D;
-
     /// <summary>D as a dense n×n block-diagonal matrix (for tests and small problems).</summary>
     public Tensor DenseD()
     {

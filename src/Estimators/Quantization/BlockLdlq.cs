@@ -52,10 +52,9 @@ public static class BlockLdlq
         var An = H / H.diagonal().mean().item<double>();                   // scale-free copy (§8.2)
         var ldl = BlockLdl.FromCholesky(HessianFactor.Cholesky(An, o.RelativeDamping).Lower, d);
         var Lm = (ldl.L - eye(n, dtype: ScalarType.Float64)).to(dtype);   // strictly block-lower part
-        var D = ldl.DiagonalBlocks.to(dtype);                               // [n/d, d, d]
+        var D = ldl.D.to(dtype);                               // [n/d, d, d]
         var b = rowWeights?.to(dtype);
 
-        var What = zeros(m, n, dtype);
         var E = zeros(m, n, dtype);                                          // W* − Ŵ on quantized columns
         var T = o.RefineCodebooks && o.FixedCodebook is null ? zeros(m, n, dtype) : null;
         var indices = zeros(m, n / d, ScalarType.Int64);
@@ -83,7 +82,6 @@ public static class BlockLdlq
                 var metric = o.EuclideanAssignment ? eye(d, dtype: dtype) : D[(g0 + i) / d];
                 var (idx, q) = Nearest(t, groupBooks, metric);
                 indices[.., (g0 + i) / d] = idx;
-                What[.., (g0 + i)..(g0 + i + d)] = q;
                 Eg[.., i..(i + d)] = Wstar[.., (g0 + i)..(g0 + i + d)] - q;
             }
             E[.., g0..g1] = Eg;

@@ -22,8 +22,6 @@ public static class QuantizedModelFile
     /// <summary>Largest header accepted (safetensors' own limit).</summary>
     public const long MaxHeaderBytes = 100_000_000;
 
-    private sealed record Blob(string Dtype, long[] Shape, byte[] Data);
-
     public static void Save(string path, QuantizedModel model) => AtomicFile.Write(path, ToBytes(model));
 
     public static QuantizedModel Load(string path)
@@ -83,33 +81,12 @@ public static class QuantizedModelFile
             ["options"] = new JsonObject(model.Options.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
             ["layers"] = layers, ["checksums"] = checksums,
         };
-        var header = new JsonObject
+        var metadata = new Dictionary<string, string>
         {
-            ["__metadata__"] = new JsonObject
-            {
-                ["format"] = FormatName, ["manifest"] = manifest.ToJsonString(),
-                ["manifest_sha256"] = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(manifest.ToJsonString()))).ToLowerInvariant(),
-            },
+            ["format"] = FormatName, ["manifest"] = manifest.ToJsonString(),
+            ["manifest_sha256"] = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(manifest.ToJsonString()))).ToLowerInvariant(),
         };
-        long offset = 0;
-        foreach (var (name, blob) in blobs)
-        {
-            header[name] = new JsonObject
-            {
-                ["dtype"] = blob.Dtype, ["shape"] = new JsonArray(blob.Shape.Select(s => (JsonNode)s).ToArray()),
-                ["data_offsets"] = new JsonArray(offset, offset + blob.Data.Length),
-            };
-            offset += blob.Data.Length;
-        }
-        var headerBytes = Encoding.UTF8.GetBytes(header.ToJsonString());
-        int pad = (8 - headerBytes.Length % 8) % 8;   // data 8-byte aligned, padded with spaces as safetensors does
-        var result = new byte[8 + headerBytes.Length + pad + offset];
-        BinaryPrimitives.WriteUInt64LittleEndian(result, (ulong)(headerBytes.Length + pad));
-        headerBytes.CopyTo(result, 8);
-        for (int i = 0; i < pad; i++) result[8 + headerBytes.Length + i] = (byte)' ';
-        long at = 8 + headerBytes.Length + pad;
-        foreach (var (_, blob) in blobs) { blob.Data.CopyTo(result, at); at += blob.Data.Length; }
-        return result;
+        return SafetensorsContainer.Write(metadata, blobs);
     }
 
     public static QuantizedModel FromBytes(byte[] bytes, string file)
@@ -131,52 +108,15 @@ public static class QuantizedModelFile
     private static QuantizedModel Parse(byte[] bytes, string file)
     {
         MsavqFormatException Bad(string reason) => new(file, reason);
-        if (bytes.Length < 8) throw Bad($"truncated: {bytes.Length} bytes, not even a header length");
-        ulong headerLength = BinaryPrimitives.ReadUInt64LittleEndian(bytes);
-        if (headerLength > MaxHeaderBytes) throw Bad($"header length {headerLength} exceeds {MaxHeaderBytes} (not an MSAVQ file, or corrupted)");
-        if (8 + (long)headerLength > bytes.Length) throw Bad($"truncated: header of {headerLength} bytes but the file has {bytes.Length}");
-        JsonObject header;
-        try { header = JsonNode.Parse(bytes.AsSpan(8, (int)headerLength))?.AsObject() ?? throw Bad("empty header"); }
-        catch (JsonException e) { throw new MsavqFormatException(file, "not an MSAVQ file: the header is not JSON", e); }
-        if (header["__metadata__"] is not JsonObject meta || meta["format"]?.GetValue<string>() != FormatName)
+        var (meta, blobs) = SafetensorsContainer.Read(bytes, file, MaxHeaderBytes);
+        if (!meta.TryGetValue("format", out var format) || format != FormatName)
             throw Bad("not an MSAVQ file: the safetensors metadata has no \"format\": \"msavq\" (wrong magic)");
-        string manifestText = meta["manifest"]?.GetValue<string>() ?? throw Bad("no manifest");
+        string manifestText = meta.GetValueOrDefault("manifest") ?? throw Bad("no manifest");
         string manifestSum = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(manifestText))).ToLowerInvariant();
-        if (meta["manifest_sha256"]?.GetValue<string>() != manifestSum) throw Bad("checksum mismatch in the manifest (the file is corrupted)");
+        if (meta.GetValueOrDefault("manifest_sha256") != manifestSum) throw Bad("checksum mismatch in the manifest (the file is corrupted)");
         var manifest = JsonNode.Parse(manifestText)?.AsObject() ?? throw Bad("empty manifest");
         int version = manifest["version"]?.GetValue<int>() ?? throw Bad("manifest has no version");
         if (version != Version) throw Bad($"unknown format version {version} (this library reads version {Version})");
-
-        long dataStart = 8 + (long)headerLength, dataLength = bytes.Length - dataStart;
-        var blobs = new Dictionary<string, Blob>();
-        var spans = new List<(long Begin, long End, string Name)>();
-        foreach (var (name, node) in header)
-        {
-            if (name == "__metadata__") continue;
-            var t = node?.AsObject() ?? throw Bad($"tensor '{name}' has no description");
-            string dtype = t["dtype"]?.GetValue<string>() ?? throw Bad($"tensor '{name}' has no dtype");
-            int size = dtype switch { "U8" or "I8" => 1, "F16" => 2, "I32" => 4, _ => throw Bad($"tensor '{name}' has unsupported dtype {dtype}") };
-            var shape = (t["shape"] as JsonArray ?? throw Bad($"tensor '{name}' has no shape")).Select(x => x!.GetValue<long>()).ToArray();
-            var off = t["data_offsets"] as JsonArray ?? throw Bad($"tensor '{name}' has no data offsets");
-            if (off.Count != 2) throw Bad($"tensor '{name}' has {off.Count} data offsets");
-            long begin = off[0]!.GetValue<long>(), end = off[1]!.GetValue<long>();
-            if (shape.Any(s => s < 0)) throw Bad($"tensor '{name}' has a negative dimension");
-            long elements = shape.Aggregate(1L, (a, s) => checked(a * s));
-            if (begin < 0 || end < begin || end > dataLength)
-                throw Bad(end > dataLength ? $"truncated: tensor '{name}' ends at {end} but only {dataLength} data bytes follow the header"
-                                           : $"tensor '{name}' has invalid offsets [{begin}, {end})");
-            if (checked(elements * size) != end - begin) throw Bad($"tensor '{name}': shape [{string.Join(",", shape)}] × {size} bytes ≠ {end - begin} bytes");
-            spans.Add((begin, end, name));
-            blobs[name] = new Blob(dtype, shape, bytes.AsSpan((int)(dataStart + begin), (int)(end - begin)).ToArray());
-        }
-        spans.Sort();
-        long expect = 0;
-        foreach (var (b, e, n) in spans)
-        {
-            if (b != expect) throw Bad(b < expect ? $"tensor '{n}' overlaps the previous one" : $"a gap of {b - expect} bytes before tensor '{n}'");
-            expect = e;
-        }
-        if (expect != dataLength) throw Bad($"{dataLength - expect} bytes after the last tensor (corrupted, or not written by this library)");
 
         var checksums = manifest["checksums"]?.AsObject() ?? throw Bad("manifest has no checksums");
         foreach (var (name, blob) in blobs)
