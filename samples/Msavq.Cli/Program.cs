@@ -45,8 +45,8 @@ public static class Program
                 .WithDescription("Answer test questions with a saved pipeline (from 'msavq quantize') or a .msavq file and its base model.")
                 .WithExample("predict", "--pipeline", "runs/shapes-vlm.zip", "--questions", "10");
             c.AddCommand<ReportCommand>("report")
-                .WithDescription("Quantize with every method at one budget; write CSV, PNG plots and index.html to a folder.")
-                .WithExample("report", "--out", "report", "--budget", "2.25");
+                .WithDescription("Quantize with each method at each budget, evaluate on test questions; write CSV, PNG plots and index.html to a folder, rewritten after every run.")
+                .WithExample("report", "--out", "report", "--budgets", "2.25,3", "--methods", "gptq,msavq");
             c.AddCommand<QuantizeLayerCommand>("quantize-layer")
                 .WithDescription("Quantize one layer from NumPy files (W, H, optional G and b) and report bits and proxy error.")
                 .WithExample("quantize-layer", "--weight", "W.npy", "--hessian", "H.npy", "--method", "gptq", "--bits", "2", "--out", "Q.npy");

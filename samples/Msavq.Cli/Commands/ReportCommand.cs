@@ -1,8 +1,6 @@
 using System.ComponentModel;
+using System.Diagnostics;
 using System.Globalization;
-using System.Net;
-using System.Text;
-using Microsoft.Data.Analysis;
 using Microsoft.ML;
 using Msavq.Cli.Reports;
 using Msavq.MLNet;
@@ -16,151 +14,152 @@ using Spectre.Console.Cli;
 namespace Msavq.Cli.Commands;
 
 /// <summary>
-/// <c>msavq report</c>: quantizes the model with every method at one budget (one calibration for all) and writes a
-/// folder: per-layer CSV, MSAVQ's plan, PNG plots and an index.html that shows them with the run's settings.
+/// <c>msavq report</c>: quantizes the model with each method at each budget (one calibration for all), evaluates the
+/// FP model and every quantized one on the same test questions, and writes a folder (<see cref="ReportFolder"/>):
+/// results.csv, per-layer CSV, MSAVQ's plan, PNG plots and an index.html, rewritten after every run.
 /// </summary>
 public sealed class ReportCommand(IAnsiConsole console) : Command<ReportCommand.Settings>
 {
     public sealed class Settings : QuantizationSettings
     {
-        [CommandOption("--out <DIR>"), Description("Folder to write (created; files in it are replaced).")]
+        private const string AllMethods = "rtn,gptq,gptvq,msavq";
+
+        [CommandOption("--out <DIR>"), Description("Folder to write (created; files in it are replaced)."), DefaultValue("report")]
         public string Out { get; init; } = "report";
 
-        [CommandOption("--accuracy <CSV>"), Description("Accuracy table from 'msavq bench accuracy' for the accuracy-vs-bits plots.")]
-        public string Accuracy { get; init; } = "bench/results/accuracy.csv";
+        [CommandOption("--methods <LIST>"), Description("Methods to run, comma-separated, any case."), DefaultValue(AllMethods)]
+        public string Methods { get; init; } = AllMethods;
 
+        [CommandOption("--budgets <LIST>"), Description("All-in bits/weight budgets, comma-separated, for a curve per method (replaces --budget; default: --budget alone).")]
+        public string? Budgets { get; init; }
+
+        [CommandOption("--questions <N>"), Description("Test questions the FP model and every quantized one are evaluated on."), DefaultValue(500)]
+        public int Questions { get; init; } = 500;
+
+        private string[] MethodNames() => Methods.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+
+        /// <summary>The methods named, in the order given.</summary>
+        public QuantizationMethod[] ParsedMethods() =>
+            MethodNames().Select(m => Enum.Parse<QuantizationMethod>(m, ignoreCase: true)).Distinct().ToArray();
+
+        public double[] ParsedBudgets() => Budgets is null ? [Budget]
+            : Budgets.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                .Select(b => double.Parse(b, NumberStyles.Float, CultureInfo.InvariantCulture)).Distinct().ToArray();
+
+        /// <summary>The command as it would be typed to make this report again (shown in the page).</summary>
+        public string CommandLine() =>
+            $"msavq report --out {Out}{(Model is null ? "" : $" --model {Model}")} " +
+            $"--methods {string.Join(",", ParsedMethods().Select(m => m.ToString().ToLowerInvariant()))} " +
+            $"--budgets {string.Join(",", ParsedBudgets().Select(ReportFolder.Bits))} --questions {Questions} " +
+            $"--vector-dim {VectorDimension} --calibration {Calibration}";
+
+        public override ValidationResult Validate()
+        {
+            if (Questions < 1) return ValidationResult.Error("--questions must be >= 1");
+            var names = MethodNames();
+            if (names.Length == 0 || names.Any(m => !Enum.GetNames<QuantizationMethod>().Contains(m, StringComparer.OrdinalIgnoreCase)))
+                return ValidationResult.Error($"--methods: '{Methods}' is not a comma-separated list of rtn, gptq, gptvq, msavq");
+            try
+            {
+                var budgets = ParsedBudgets();
+                if (budgets.Length == 0 || budgets.Any(b => !(b > 0) || double.IsInfinity(b)))
+                    return ValidationResult.Error("--budgets must be positive numbers");
+            }
+            catch (FormatException) { return ValidationResult.Error($"--budgets: '{Budgets}' is not a comma-separated list of numbers"); }
+            return base.Validate();
+        }
     }
 
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellation)
     {
+        // The folder is checked before minutes of work, not after.
+        AtomicFile.EnsureWritable(Path.Combine(s.Out, ReportFolder.Page), "--out folder");
+        // Budgets outside, methods inside: every method at the first budget is done before the next budget starts.
+        var planned = s.ParsedBudgets().SelectMany(b => s.ParsedMethods().Select(m => (Method: m, Budget: b))).ToList();
         using var model = s.LoadModel();
-        Directory.CreateDirectory(s.Out);
         var ml = new MLContext(seed: Defaults.Seed);
         var calib = ShapesVqa.Generate(ml, ShapesVqaSplit.Train, s.Calibration);
-
-        var reports = new Dictionary<string, IReadOnlyList<QuantizedLayerReport>>();
-        var skipped = new List<string>();
-        BitAllocationPlan? plan = null;
-        console.Progress().Start(ctx =>
+        var test = new ShapesVqaGenerator(ShapesVqa.SeedOf(ShapesVqaSplit.Test)).Take(s.Questions).ToList();
+        var folder = new ReportFolder(s, planned);
+        folder.Write();   // from now on the folder says how far the report got, and nothing in it is from an earlier report
+        try
         {
-            var methods = Enum.GetValues<QuantizationMethod>();
-            var task = ctx.AddTask("calibrate", maxValue: methods.Length + 1);
-            var carried = ml.Msavq().CollectCalibration(model).Fit(calib).Transform(calib);
-            task.Increment(1);
-            foreach (var method in methods)
-            {
-                cancellation.ThrowIfCancellationRequested();   // between methods: nothing is half-written
-                task.Description = $"quantize with {method}";
-                try
+            console.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
+                .Start(ctx =>
                 {
-                    var sens = ml.Msavq().EstimateSensitivity(s.Budget, method, s.VectorDimension).Fit(carried);
-                    var q = ml.Msavq().QuantizeMixedPrecisionVq().Fit(sens.Transform(carried));
-                    reports[method.ToString()] = q.Layers;
-                    if (method == QuantizationMethod.Msavq) plan = sens.Plan;
-                    ((IDisposable)q.Model).Dispose();
-                }
-                catch (ArgumentException e) when (e.Message.StartsWith("No ", StringComparison.Ordinal))
-                {
-                    skipped.Add(e.Message);
-                }
-                task.Increment(1);
-            }
-        });
-
-        var frames = reports.Values.Select(r => QuantizedLayerReport.ToDataFrame(r)).ToList();
-        var all = frames[0];
-        foreach (var f in frames.Skip(1)) all = all.Append(f.Rows, inPlace: false);
-        AtomicFile.WriteCsv(all, Path.Combine(s.Out, "layers.csv"));
-        var layers = reports.Values.First().Select(l => l.Layer).ToList();
-        var images = new List<(string File, string Caption)>();
-        ReportPlots.ProxyError(Path.Combine(s.Out, "proxy-error.png"), layers,
-            reports.ToDictionary(kv => kv.Key, kv => kv.Value.Select(l => l.ProxyError).ToArray()),
-            $"Proxy error per layer at ≤ {s.Budget.ToString(CultureInfo.InvariantCulture)} bits/weight");
-        images.Add(("proxy-error.png", "Relative proxy error tr(E A Eᵀ)/tr(W A Wᵀ) of every quantized layer, for each method."));
-        if (plan is not null)
-        {
-            AtomicFile.WriteCsv(plan.ToDataFrame(), Path.Combine(s.Out, "plan.csv"));
-            ReportPlots.BitsHeatmap(Path.Combine(s.Out, "bits-heatmap.png"), plan.Layers.Select(l => l.Layer).ToList(),
-                GroupBits(plan), $"MSAVQ: index bits per channel group (≤ {s.Budget.ToString(CultureInfo.InvariantCulture)} all-in)");
-            images.Add(("bits-heatmap.png", "MSAVQ's structured allocation: index bits per weight of each input-column group (mean over its row groups). Columns are in the quantizer's order: sorted by modality affinity, image-heavy channels to the right."));
+                    var runs = ctx.AddTask($"{planned.Count} runs", maxValue: planned.Count);
+                    var step = ctx.AddTask("evaluate FP", maxValue: test.Count);
+                    // Every callback is a safe point to stop at: what is written so far is whole, the run under way is dropped.
+                    var evaluated = new ImmediateProgress<int>(n =>
+                    {
+                        cancellation.ThrowIfCancellationRequested();
+                        step.Value = n;
+                    });
+                    var progress = new ImmediateProgress<QuantizationProgress>(p =>
+                    {
+                        cancellation.ThrowIfCancellationRequested();
+                        step.MaxValue = p.Count;
+                        step.Value = p.Index;
+                        step.Description = p.Layer is null ? p.Stage : $"{p.Stage} {Markup.Escape(p.Layer)}";
+                    });
+                    var fp = VqaEvaluator.Evaluate(model, test, progress: evaluated);
+                    folder.SetFullPrecision(fp);
+                    var carried = ml.Msavq().CollectCalibration(new CalibrationCollector.Options { Model = model, Progress = progress })
+                        .Fit(calib).Transform(calib);
+                    foreach (var (method, budget) in planned)
+                    {
+                        cancellation.ThrowIfCancellationRequested();
+                        runs.Description = $"{ReportRun.NameOf(method)} at ≤ {ReportFolder.Bits(budget)}";
+                        var run = Run(ml, carried, method, budget, s.VectorDimension, progress, test, fp, step, evaluated);
+                        folder.Add(run);
+                        console.MarkupLine(Markup.Escape(Line(run)));
+                        runs.Increment(1);
+                    }
+                });
         }
-        if (File.Exists(s.Accuracy))
+        catch (Exception e)
         {
-            var rows = ReadAccuracy(s.Accuracy);
-            var fp = rows.FirstOrDefault(r => r.Method == "FP32");
-            var methods = rows.Where(r => r.Method != "FP32" && !r.Method.Contains(' ') && !double.IsNaN(r.Bits))
-                .GroupBy(r => r.Method).ToDictionary(g => g.Key, g => g.ToList());
-            ReportPlots.AgainstBits(Path.Combine(s.Out, "accuracy-vs-bits.png"),
-                methods.ToDictionary(kv => kv.Key, kv => kv.Value.Select(r => (r.Bits, r.Accuracy * 100)).ToList()),
-                "accuracy (%)", "Test accuracy against bits per weight", fp?.Accuracy * 100, logY: false);
-            ReportPlots.AgainstBits(Path.Combine(s.Out, "kl-vs-bits.png"),
-                methods.ToDictionary(kv => kv.Key, kv => kv.Value.Select(r => (r.Bits, r.Kl)).ToList()),
-                "KL(FP ‖ quantized)", "Divergence from the FP model against bits per weight", null, logY: true);
-            images.Add(("accuracy-vs-bits.png", $"Accuracy on the test split against all-in bits per weight (from {s.Accuracy})."));
-            images.Add(("kl-vs-bits.png", "Mean KL divergence of the first answer token from the FP model: where accuracy cannot separate the methods, this does."));
+            // The page says the folder is partial and why; if even that cannot be written, the first error is the one to report.
+            try { folder.Stop(e is OperationCanceledException ? "stopped by Ctrl+C" : $"stopped by an error ({e.Message})"); }
+            catch (Exception w) when (w is IOException or UnauthorizedAccessException) { }
+            throw;
         }
-        else skipped.Add($"No accuracy plots: {s.Accuracy} not found (run 'msavq bench accuracy').");
-
-        AtomicFile.Write(Path.Combine(s.Out, "index.html"), Encoding.UTF8.GetBytes(Html(s, reports, images, skipped)));
-        console.MarkupLine($"report: {Markup.Escape(Path.GetFullPath(Path.Combine(s.Out, "index.html")))}");
+        console.MarkupLine($"report: {Markup.Escape(Path.GetFullPath(Path.Combine(s.Out, ReportFolder.Page)))}");
         return 0;
     }
 
-    /// <summary>Index bits per (layer, column group), averaged over row groups; NaN where a layer has fewer groups.</summary>
-    private static double[,] GroupBits(BitAllocationPlan plan)
+    /// <summary>One method at one budget: quantize from the shared calibration, evaluate against the FP model.</summary>
+    private static ReportRun Run(MLContext ml, IDataView carried, QuantizationMethod method, double budget, int vectorDimension,
+                                 IProgress<QuantizationProgress> progress, IReadOnlyList<VqaExample> test, VqaEvaluation fp,
+                                 ProgressTask step, IProgress<int> evaluated)
     {
-        int width = plan.Layers.Max(l => l.Layout!.ColumnGroups(l.Columns));
-        var grid = new double[plan.Layers.Count, width];
-        for (int i = 0; i < plan.Layers.Count; i++)
+        var clock = Stopwatch.StartNew();
+        SensitivityTransformer sens;
+        MixedPrecisionVqTransformer q;
+        try
         {
-            var l = plan.Layers[i];
-            int cg = l.Layout!.ColumnGroups(l.Columns), rg = l.Layout.RowGroups(l.Rows);
-            for (int c = 0; c < width; c++)
-                grid[i, c] = c < cg
-                    ? Enumerable.Range(0, rg).Average(r => Math.Log2(l.TileCodebookSizes![r * cg + c]) / l.Layout.VectorDim)
-                    : double.NaN;
+            sens = ml.Msavq().EstimateSensitivity(budget, method, vectorDimension).Fit(carried);
+            q = ml.Msavq().QuantizeMixedPrecisionVq(new MixedPrecisionVqEstimator.Options { Progress = progress }).Fit(sens.Transform(carried));
         }
-        return grid;
-    }
-
-    private sealed record AccuracyRow(string Method, double Budget, double Bits, double Accuracy, double Kl);
-
-    private static List<AccuracyRow> ReadAccuracy(string path)
-    {
-        var lines = File.ReadAllLines(path);
-        var header = lines[0].Split(',');
-        int Col(string name) => Array.IndexOf(header, name) is var i and >= 0 ? i
-            : throw new InvalidDataException($"{path}: no column '{name}'.");
-        int m = Col("method"), b = Col("budget"), bits = Col("bits_per_weight"), acc = Col("accuracy"), kl = Col("mean_kl");
-        double D(string x) => double.TryParse(x, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) ? v : double.NaN;
-        return lines.Skip(1).Where(l => l.Length > 0).Select(l =>
+        catch (ArgumentException e) when (e.Message.StartsWith("No ", StringComparison.Ordinal))
         {
-            var f = l.Split(',');
-            return new AccuracyRow(f[m].Trim('"'), D(f[b]), D(f[bits]), D(f[acc]), D(f[kl]));
-        }).ToList();
+            return new ReportRun(method, budget, clock.Elapsed.TotalSeconds) { Error = e.Message };
+        }
+        double seconds = clock.Elapsed.TotalSeconds;
+        using (q)
+        {
+            step.Description = "evaluate";
+            step.MaxValue = test.Count;
+            var eval = VqaEvaluator.Evaluate((IVqaModel)q.Model, test, progress: evaluated);
+            return new ReportRun(method, budget, seconds)
+            {
+                Layers = q.Layers, Plan = method == QuantizationMethod.Msavq ? sens.Plan : null, BitsPerWeight = q.BitsPerWeight,
+                Accuracy = eval.Accuracy, Agreement = eval.AgreementWith(fp), MeanKl = eval.MeanKlFrom(fp), AnswerNll = eval.AnswerNll,
+            };
+        }
     }
 
-    private static string Html(Settings s, Dictionary<string, IReadOnlyList<QuantizedLayerReport>> reports,
-                               List<(string File, string Caption)> images, List<string> notes)
-    {
-        string E(string x) => WebUtility.HtmlEncode(x);
-        var sb = new StringBuilder();
-        sb.AppendLine("<!doctype html><html><head><meta charset=\"utf-8\"><title>MSAVQ report</title>");
-        sb.AppendLine("<style>body{font-family:sans-serif;max-width:1150px;margin:2em auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}img{max-width:100%}</style></head><body>");
-        sb.AppendLine("<h1>MSAVQ quantization report</h1>");
-        sb.AppendLine($"<p>Model: {E(s.Model ?? "the shipped ShapesVlm")}. Budget: ≤ {s.Budget.ToString(CultureInfo.InvariantCulture)} bits/weight all-in. " +
-                      $"Vector dimension: {s.VectorDimension}. Calibration: {s.Calibration} train rows. Written {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC by " +
-                      $"<code>msavq report --out {E(s.Out)} --budget {s.Budget.ToString(CultureInfo.InvariantCulture)} --vector-dim {s.VectorDimension} --calibration {s.Calibration}</code>.</p>");
-        sb.AppendLine("<table><tr><th>method</th><th>layers</th><th>bits/weight</th><th>mean proxy error</th><th>time (s)</th></tr>");
-        foreach (var (method, layers) in reports)
-            sb.AppendLine($"<tr><td>{E(method)}</td><td>{layers.Count}</td><td>{QuantizedLayerReport.AverageBitsPerWeight(layers):F3}</td>" +
-                          $"<td>{layers.Average(l => l.ProxyError):G3}</td><td>{layers.Sum(l => l.Seconds):F1}</td></tr>");
-        sb.AppendLine("</table>");
-        foreach (var n in notes) sb.AppendLine($"<p><em>{E(n)}</em></p>");
-        foreach (var (file, caption) in images) sb.AppendLine($"<figure><img src=\"{file}\"><figcaption>{E(caption)}</figcaption></figure>");
-        sb.AppendLine("<p>Data: <a href=\"layers.csv\">layers.csv</a> (one row per method and layer)" +
-                      (reports.ContainsKey("Msavq") ? ", <a href=\"plan.csv\">plan.csv</a> (MSAVQ's allocation per tile)" : "") + ".</p>");
-        sb.AppendLine("</body></html>");
-        return sb.ToString();
-    }
+    private static string Line(ReportRun r) => r.Ran
+        ? $"{r.Name} ≤ {ReportFolder.Bits(r.Budget)}: {r.BitsPerWeight:F3} bits/weight, accuracy {r.Accuracy:P1}, agreement {r.Agreement:P1}, KL {r.MeanKl:G3} ({r.Seconds:F0} s)"
+        : $"{r.Name} ≤ {ReportFolder.Bits(r.Budget)}: {r.Error}";
 }
