@@ -108,9 +108,11 @@ public static class QuantizedModelFile
     private static QuantizedModel Parse(byte[] bytes, string file)
     {
         MsavqFormatException Bad(string reason) => new(file, reason);
-        var (meta, blobs) = SafetensorsContainer.Read(bytes, file, MaxHeaderBytes);
-        if (!meta.TryGetValue("format", out var format) || format != FormatName)
-            throw Bad("not an MSAVQ file: the safetensors metadata has no \"format\": \"msavq\" (wrong magic)");
+        var (meta, blobs) = SafetensorsContainer.Read(bytes, file, MaxHeaderBytes, m =>
+        {
+            if (!m.TryGetValue("format", out var format) || format != FormatName)
+                throw Bad("not an MSAVQ file: the safetensors metadata has no \"format\": \"msavq\" (wrong magic)");
+        });
         string manifestText = meta.GetValueOrDefault("manifest") ?? throw Bad("no manifest");
         string manifestSum = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(manifestText))).ToLowerInvariant();
         if (meta.GetValueOrDefault("manifest_sha256") != manifestSum) throw Bad("checksum mismatch in the manifest (the file is corrupted)");

@@ -39,8 +39,10 @@ internal static class SafetensorsContainer
         return result;
     }
 
+    /// <param name="checkMetadata">Runs on the metadata before any tensor is read (a file of another kind fails there, by its magic).</param>
     /// <exception cref="MsavqFormatException">Anything that breaks the container's rules, naming the file.</exception>
-    public static (Dictionary<string, string> Metadata, Dictionary<string, Blob> Blobs) Read(byte[] bytes, string file, long maxHeaderBytes)
+    public static (Dictionary<string, string> Metadata, Dictionary<string, Blob> Blobs) Read(byte[] bytes, string file, long maxHeaderBytes,
+                                                                                              Action<Dictionary<string, string>> checkMetadata)
     {
         MsavqFormatException Bad(string reason) => new(file, reason);
         if (bytes.Length < 8) throw Bad($"truncated: {bytes.Length} bytes, not even a header length");
@@ -53,6 +55,7 @@ internal static class SafetensorsContainer
         var metadata = header["__metadata__"] is JsonObject meta
             ? meta.ToDictionary(kv => kv.Key, kv => kv.Value?.GetValue<string>() ?? "")
             : new Dictionary<string, string>();
+        checkMetadata(metadata);
 
         long dataStart = 8 + (long)headerLength, dataLength = bytes.Length - dataStart;
         var blobs = new Dictionary<string, Blob>();
