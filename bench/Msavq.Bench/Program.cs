@@ -33,6 +33,9 @@ public static class Program
             c.SetApplicationName("msavq-bench");
             c.UseStrictParsing();
             if (console != null) c.ConfigureConsole(console);
+            c.AddCommand<CurvesCommand>("curves")
+                .WithDescription("Quality against all-in bits/weight for every method, over calibration draws, with bootstrap intervals; --tune on validation.")
+                .WithExample("curves", "--model", "shapes-vlm", "--seeds", "3");
             c.AddCommand<BenchAccuracyCommand>("accuracy")
                 .WithDescription("Accuracy, agreement, KL and bits of RTN, GPTQ, GPTVQ and MSAVQ on the shipped ShapesVlm (test split).")
                 .WithExample("accuracy", "--questions", "2000");

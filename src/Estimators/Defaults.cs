@@ -47,6 +47,10 @@ public static class Defaults
     /// <summary>λ relative to mean(diag A) (§8.2).</summary>
     public const double RelativeDamping = 0.01;
     public const CodebookPrecision Precision = CodebookPrecision.Int8;
+    /// <summary>Codebook fine-tuning steps after quantization (0 = off).</summary>
+    public const int FineTuneSteps = 0;
+    public const double FineTuneLearningRate = 1e-3;
+    public const int FineTuneBatchSize = 16;
     public const int KMeansIterations = 100;
     public const int Seed = 0;
 }
@@ -65,8 +69,10 @@ public enum QuantizationMethod
 {
     /// <summary>Round-to-nearest, min–max per group.</summary>
     Rtn,
-    /// <summary>GPTQ (act-order, static groups).</summary>
+    /// <summary>GPTQ (act-order, static groups), one bit width and group size for every layer.</summary>
     Gptq,
+    /// <summary>GPTQ + allocator: each layer's bit width (2–4) and group size chosen by the allocator MSAVQ uses.</summary>
+    GptqMixed,
     /// <summary>GPTVQ: uniform codebooks, diagonal intra-vector feedback.</summary>
     Gptvq,
     /// <summary>Mixed-precision, modality-aware, gradient-aware Block-LDL VQ (algorithm.md §8).</summary>

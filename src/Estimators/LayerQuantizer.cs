@@ -50,11 +50,11 @@ public static class LayerQuantizer
                 stored = QuantizedLayerBuilder.FromScalar(plan.Layer, q);
                 break;
             }
-            case QuantizationMethod.Gptq:
+            case QuantizationMethod.Gptq or QuantizationMethod.GptqMixed:
             {
                 using var q = Gptq.Quantize(w, plain.A, new GptqOptions
                 {
-                    Bits = plan.Bits, GroupSize = plan.GroupSize, ActOrder = true, StaticGroups = true,
+                    Bits = plan.Bits, GroupSize = plan.GroupSize, ActOrder = o.GptqActOrder, StaticGroups = o.GptqActOrder,
                     PercentDamping = o.RelativeDamping,
                 });
                 stored = QuantizedLayerBuilder.FromScalar(plan.Layer, q);

@@ -28,6 +28,17 @@ public sealed class MixedPrecisionVqEstimator : IEstimator<MixedPrecisionVqTrans
         public bool GradientShift { get; set; } = Defaults.GradientShift;
         /// <summary>Closed-form codebook update with assignments fixed (§8.4 step 9).</summary>
         public bool RefineCodebooks { get; set; } = true;
+        /// <summary>
+        /// Adam steps of codebook fine-tuning after quantization: codes fixed, codebooks and row scales trained on
+        /// KL(FP ‖ quantized) over the calibration rows (<see cref="FineTuning.CodebookFineTuner"/>); 0 = off.
+        /// </summary>
+        public int FineTuneSteps { get; set; } = Defaults.FineTuneSteps;
+        /// <summary>Adam's learning rate for <see cref="FineTuneSteps"/>.</summary>
+        public double FineTuneLearningRate { get; set; } = Defaults.FineTuneLearningRate;
+        /// <summary>Calibration rows per fine-tuning step.</summary>
+        public int FineTuneBatchSize { get; set; } = Defaults.FineTuneBatchSize;
+        /// <summary>GPTQ processes columns by decreasing diag(A), with groups fixed up front (act-order + static groups).</summary>
+        public bool GptqActOrder { get; set; } = true;
         public double RelativeDamping { get; set; } = Defaults.RelativeDamping;
         public int KMeansIterations { get; set; } = Defaults.KMeansIterations;
         /// <summary>Seeds k-means; the same seed gives bit-identical weights.</summary>
@@ -119,12 +130,19 @@ public sealed class MixedPrecisionVqEstimator : IEstimator<MixedPrecisionVqTrans
                 if (stats is not null) foreach (var s in stats.Values) s.Dispose();
             }
         }
+        if (_options.FineTuneSteps > 0)
+            stored = FineTuning.CodebookFineTuner.Run(calib.Model, copy, stored, calib.Rows, new FineTuning.CodebookFineTuneOptions
+            {
+                Steps = _options.FineTuneSteps, LearningRate = _options.FineTuneLearningRate, BatchSize = _options.FineTuneBatchSize,
+                Seed = _options.Seed,
+            }, _options.Progress).ToList();
         var quantized = new Format.QuantizedModel(plan.Method.ToString(), new Dictionary<string, string>
         {
             ["target_bits_per_weight"] = plan.TargetBitsPerWeight.ToString("R", System.Globalization.CultureInfo.InvariantCulture),
             ["vector_dimension"] = plan.VectorDimension.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["mixed_precision"] = plan.MixedPrecision.ToString(), ["modality_weighting"] = plan.ModalityWeighting.ToString(),
             ["gradient_shift"] = _options.GradientShift.ToString(), ["mode"] = calib.Options.Mode.ToString(),
+            ["fine_tune_steps"] = _options.FineTuneSteps.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["calibration_rows"] = calib.Rows.Count.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["seed"] = _options.Seed.ToString(System.Globalization.CultureInfo.InvariantCulture),
         }, stored);

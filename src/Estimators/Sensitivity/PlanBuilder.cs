@@ -14,8 +14,6 @@ internal sealed record PlanInput(string Name, Tensor Weight, ModalityStatistics 
 /// </summary>
 internal static class PlanBuilder
 {
-    private static readonly int[] ScalarGroups = { 32, 64, 128, -1 };
-    private static readonly long[] CodebookShares = { 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072 };
     /// <summary>Largest codebook fitted (k-means cost grows with K).</summary>
     public const int MaxCodebookSize = 4096;
 
@@ -36,8 +34,9 @@ internal static class PlanBuilder
         double budget = o.TargetBitsPerWeight * weights;
         var layers = o.Method switch
         {
-            QuantizationMethod.Rtn or QuantizationMethod.Gptq => Scalar(shapes, budget, weights, o),
-            QuantizationMethod.Gptvq => UniformVq(shapes, budget, weights, o),
+            QuantizationMethod.Rtn or QuantizationMethod.Gptq => ScalarPlans.Uniform(shapes, budget, weights, o),
+            QuantizationMethod.GptqMixed => ScalarPlans.Allocated(inputs, shapes, budget, weights, o),
+            QuantizationMethod.Gptvq => VqPlans.Uniform(inputs, shapes, budget, weights, o),
             _ => MixedVq(inputs, shapes, budget, weights, o),
         };
         return new BitAllocationPlan
@@ -47,51 +46,6 @@ internal static class PlanBuilder
             ModalityWeighting = o.Method == QuantizationMethod.Msavq && o.ModalityWeighting,
             Precision = o.Precision, Layers = layers,
         };
-    }
-
-    private static List<LayerPlan> Scalar(List<(string Name, int M, int N)> shapes, double budget, double weights,
-                                          SensitivityEstimator.Options o)
-    {
-        double cheapest = double.MaxValue;
-        foreach (int bits in new[] { 8, 4, 3, 2 })
-            foreach (int g in ScalarGroups)
-            {
-                var plans = shapes.Select(s => new LayerPlan
-                {
-                    Layer = s.Name, Rows = s.M, Columns = s.N, Method = o.Method, Bits = bits, GroupSize = g,
-                    Cost = BitCost.Scalar(s.M, s.N, bits, g <= 0 ? 1 : (s.N + g - 1) / g, groupMap: false),
-                }).ToList();
-                double total = plans.Sum(p => p.Cost.TotalBits);
-                cheapest = Math.Min(cheapest, total);
-                if (total <= budget * (1 + 1e-12)) return plans;
-            }
-        throw Impossible(o, cheapest / weights, "2-bit codes with one scale and zero per row");
-    }
-
-    private static List<LayerPlan> UniformVq(List<(string Name, int M, int N)> shapes, double budget, double weights,
-                                             SensitivityEstimator.Options o)
-    {
-        int d = o.VectorDimension;
-        double cheapest = double.MaxValue;
-        for (int kBits = Math.Min((int)Math.Floor(o.TargetBitsPerWeight * d), (int)Math.Log2(MaxCodebookSize)); kBits >= 1; kBits--)
-            foreach (long share in CodebookShares)
-            {
-                var plans = shapes.Select(s =>
-                {
-                    var layout = VqLayout.ForGroupSize(s.M, s.N, d, ColumnsPerGroup(s.N, d, o.ColumnsPerGroup), share);
-                    int tiles = layout.RowGroups(s.M) * layout.ColumnGroups(s.N);
-                    var sizes = Enumerable.Repeat(1 << kBits, tiles).ToArray();
-                    return new LayerPlan
-                    {
-                        Layer = s.Name, Rows = s.M, Columns = s.N, Method = o.Method, Layout = layout,
-                        TileCodebookSizes = sizes, Cost = VqCost(s.M, s.N, layout, sizes, o.Precision, permuted: false),
-                    };
-                }).ToList();
-                double total = plans.Sum(p => p.Cost.TotalBits);
-                cheapest = Math.Min(cheapest, total);
-                if (total <= budget * (1 + 1e-12)) return plans;
-            }
-        throw Impossible(o, cheapest / weights, $"K = 2 codebooks of d = {d}");
     }
 
     private static List<LayerPlan> MixedVq(IReadOnlyList<PlanInput> inputs, List<(string Name, int M, int N)> shapes, double budget,
@@ -185,7 +139,7 @@ internal static class PlanBuilder
     }
 
     /// <summary>One tile's bits at <paramref name="indexBits"/> per weight (K = 2^(indexBits·d)).</summary>
-    private static double TileBits(int m, int n, VqLayout layout, double indexBits, CodebookPrecision precision)
+    internal static double TileBits(int m, int n, VqLayout layout, double indexBits, CodebookPrecision precision)
     {
         int k = (int)Math.Round(Math.Pow(2, indexBits * layout.VectorDim));
         return BitCost.Vector(layout.RowsPerGroup, layout.ColumnsPerGroup, layout.VectorDim,
@@ -196,7 +150,7 @@ internal static class PlanBuilder
         BitCost.Vector(m, n, layout.VectorDim, (long)layout.RowsPerGroup * layout.ColumnsPerGroup, sizes,
             precision == CodebookPrecision.Int8, permuted, rowScales);
 
-    private static ArgumentException Impossible(SensitivityEstimator.Options o, double minimum, string what) => new(
+    internal static ArgumentException Impossible(SensitivityEstimator.Options o, double minimum, string what) => new(
         $"No {o.Method} configuration meets {o.TargetBitsPerWeight:0.###} bits/weight all-in: the cheapest ({what}) " +
         $"costs {minimum:0.###} bits/weight.", nameof(o));
 }

@@ -27,12 +27,17 @@ public static class BrownCorpus
     /// <summary>Evaluation sentences (documents disjoint from <see cref="Calibration"/>'s).</summary>
     public static IReadOnlyList<string> Evaluation => EvaluationLines.Value;
 
-    /// <summary>The first <paramref name="sentences"/> calibration sentences as pairs (columns Text, Next).</summary>
-    public static IDataView CalibrationPairs(MLContext ml, int sentences)
+    /// <summary>
+    /// <paramref name="sentences"/> calibration sentences as pairs (columns Text, Next): the first ones for draw 0, a
+    /// seeded choice of pairs for draw <paramref name="draw"/> &gt; 0 (another calibration sample of the same corpus).
+    /// </summary>
+    public static IDataView CalibrationPairs(MLContext ml, int sentences, int draw = 0)
     {
         if (sentences < 2 || sentences > Calibration.Count)
             throw new ArgumentOutOfRangeException(nameof(sentences), $"Between 2 and {Calibration.Count} calibration sentences, got {sentences}.");
-        var rows = Enumerable.Range(0, sentences / 2)
+        var pairs = Enumerable.Range(0, Calibration.Count / 2).ToArray();
+        if (draw != 0) new Random(draw).Shuffle(pairs);
+        var rows = pairs.Take(sentences / 2)
             .Select(k => new SentencePairRow { Text = Calibration[2 * k], Next = Calibration[2 * k + 1] }).ToList();
         return ml.Data.LoadFromEnumerable(rows);
     }

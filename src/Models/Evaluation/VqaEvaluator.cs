@@ -14,19 +14,28 @@ public sealed record VqaEvaluation(
     /// <summary>Per example, log-probabilities of the first answer token over the vocabulary (for KL to another model).</summary>
     public float[][] AnswerLogProbs { get; init; } = Array.Empty<float[]>();
 
+    /// <summary>Per example, −log p(answer) (the first answer token).</summary>
+    public double[] AnswerNlls { get; init; } = Array.Empty<double>();
+
+    /// <summary>Per example, whether the prediction is the answer.</summary>
+    public bool[] Correct { get; init; } = Array.Empty<bool>();
+
     /// <summary>Mean KL(reference ‖ this) of the first-answer-token distributions, over the same examples.</summary>
-    public double MeanKlFrom(VqaEvaluation reference)
+    public double MeanKlFrom(VqaEvaluation reference) => KlFrom(reference).Average();
+
+    /// <summary>Per example, KL(reference ‖ this) of the first-answer-token distributions.</summary>
+    public double[] KlFrom(VqaEvaluation reference)
     {
         if (reference.AnswerLogProbs.Length != AnswerLogProbs.Length)
             throw new ArgumentException($"{reference.AnswerLogProbs.Length} reference rows but {AnswerLogProbs.Length} here.");
-        double sum = 0;
+        var kl = new double[AnswerLogProbs.Length];
         for (int i = 0; i < AnswerLogProbs.Length; i++)
         {
             float[] p = reference.AnswerLogProbs[i], q = AnswerLogProbs[i];
             for (int k = 0; k < p.Length; k++)
-                if (p[k] > -80) sum += Math.Exp(p[k]) * (p[k] - (double)q[k]);
+                if (p[k] > -80) kl[i] += Math.Exp(p[k]) * (p[k] - (double)q[k]);
         }
-        return sum / Math.Max(1, AnswerLogProbs.Length);
+        return kl;
     }
 
     /// <summary>Share of examples where this and <paramref name="reference"/> predict the same answer.</summary>
@@ -42,7 +51,7 @@ public static class VqaEvaluator
         if (examples.Count == 0) throw new ArgumentException("No examples to evaluate.", nameof(examples));
         var predictions = new string[examples.Count];
         var logProbs = new float[examples.Count][];
-        double nll = 0;
+        var nlls = new double[examples.Count];
         using var _ = no_grad();
         for (int start = 0; start < examples.Count; start += batchSize)
         {
@@ -52,7 +61,8 @@ public static class VqaEvaluator
             var logits = model.AnswerLogits(batch);
             var logp = F.log_softmax(logits, -1);
             var target = batch.Labels.gather(1, tensor(batch.AnswerPositions, device: logits.device).unsqueeze(1)).squeeze(1);
-            nll -= logp.gather(1, target.unsqueeze(1)).sum().item<float>();
+            var itemNll = logp.gather(1, target.unsqueeze(1)).squeeze(1).neg().to_type(ScalarType.Float64).cpu().data<double>().ToArray();
+            itemNll.CopyTo(nlls, start);
             var ids = logits.argmax(1).cpu().data<long>().ToArray();
             var lp = logp.to_type(ScalarType.Float32).cpu();
             long vocab = lp.shape[1];
@@ -64,9 +74,9 @@ public static class VqaEvaluator
         var correct = examples.Select((e, i) => predictions[i] == e.Answer).ToArray();
         var perFamily = examples.Select((e, i) => (e.Family, Ok: correct[i])).GroupBy(t => t.Family)
             .OrderBy(g => g.Key).ToDictionary(g => g.Key, g => g.Average(t => t.Ok ? 1.0 : 0.0));
-        return new VqaEvaluation(examples.Count, correct.Average(c => c ? 1.0 : 0.0), nll / examples.Count, perFamily, predictions)
+        return new VqaEvaluation(examples.Count, correct.Average(c => c ? 1.0 : 0.0), nlls.Average(), perFamily, predictions)
         {
-            AnswerLogProbs = logProbs,
+            AnswerLogProbs = logProbs, AnswerNlls = nlls, Correct = correct,
         };
     }
 }

@@ -99,6 +99,14 @@ public sealed class QuantizedLayer
         return CodebookValues[tile].Select(q => q * scale).ToArray();
     }
 
+    /// <summary>The same layer with other codebooks (and row scales): the codes, layout and order are kept.</summary>
+    public QuantizedLayer WithCodebooks(sbyte[][] values, Half[] scales, Half[][] halves, Half[]? rowScales) => new()
+    {
+        Name = Name, Rows = Rows, Columns = Columns, Kind = Kind, VectorDim = VectorDim, RowsPerGroup = RowsPerGroup,
+        ColumnsPerGroup = ColumnsPerGroup, CodebookSizes = CodebookSizes, Int8Codebooks = Int8Codebooks, CodebookValues = values,
+        CodebookScales = scales, CodebookHalves = halves, ColumnOrder = ColumnOrder, RowScales = rowScales, Codes = Codes,
+    };
+
     /// <summary>All-in cost of the layer as stored (<see cref="BitCost"/>: codes at their packed width, codebooks, scales, zeros, maps).</summary>
     public BitCost Cost()
     {

@@ -1,0 +1,185 @@
+using Microsoft.ML;
+using Msavq.Bench.Quality;
+using Msavq.MLNet;
+using Msavq.MLNet.Calibration;
+using Msavq.MLNet.Data;
+using Msavq.MLNet.Models;
+using Msavq.MLNet.Models.MiniLm;
+using static TorchSharp.torch;
+
+namespace Msavq.Bench.Curves;
+
+/// <summary>One metric: its name, which direction is better, and how it is printed.</summary>
+public sealed record CurveMetric(string Name, bool LowerIsBetter, string Format);
+
+/// <summary>
+/// A model the curves are drawn for: its calibration draws (one per seed), its evaluation items, and the per-item
+/// metrics of a quantized copy against the full-precision model on those items.
+/// </summary>
+public interface ICurveModel : IDisposable
+{
+    string Key { get; }
+    string Title { get; }
+    IQuantizableModel Model { get; }
+    /// <summary>The metric tuning and the headline comparisons use.</summary>
+    CurveMetric Primary { get; }
+    IReadOnlyList<CurveMetric> Metrics { get; }
+    /// <summary>Calibration rows of draw <paramref name="seed"/> (seed 0 is the standard draw).</summary>
+    CalibrationCollector Collector(MLContext ml, out IDataView rows, int seed);
+    /// <summary>Per metric, one value per evaluation item (NaN where an item does not count, e.g. another family).</summary>
+    Dictionary<string, double[]> Evaluate(IQuantizableModel quantized);
+    bool ScoreRows { get; }
+}
+
+/// <summary>ShapesVlm on Shapes-VQA: KL(FP ‖ Q), answer NLL, agreement with FP, accuracy (overall and per family).</summary>
+public sealed class ShapesCurveModel : ICurveModel
+{
+    private readonly ShapesVlm _model = ShapesVlm.LoadPretrained();
+    private readonly List<VqaExample> _items;
+    private readonly VqaEvaluation _fp;
+    private readonly List<Tensor> _fpSequence;
+    private readonly int _calibrationRows;
+    private const int Batch = 250;
+
+    public ShapesCurveModel(ShapesVqaSplit split, int questions, int calibrationRows)
+    {
+        if (split == ShapesVqaSplit.Train) throw new ArgumentException("Evaluating on the train split would reuse calibration rows.");
+        _calibrationRows = calibrationRows;
+        _items = new ShapesVqaGenerator(ShapesVqa.SeedOf(split)).Take(questions).ToList();
+        _fp = VqaEvaluator.Evaluate(_model, _items);
+        _fpSequence = Enumerable.Range(0, (_items.Count + Batch - 1) / Batch).Select(b =>
+        {
+            var (logp, valid) = LogProbs(_model, b);
+            valid.Dispose();
+            return logp;
+        }).ToList();
+        var families = _items.Select(e => ShapesVqaGenerator.NameOf(e.Family)).Distinct().OrderBy(f => f, StringComparer.Ordinal);
+        Metrics = new[]
+        {
+            new CurveMetric("kl", true, "0.00E+0"), new CurveMetric("nll", true, "F4"), new CurveMetric("agreement", false, "P1"),
+            new CurveMetric("accuracy", false, "P1"), new CurveMetric("sequence-kl", true, "0.00E+0"),
+        }.Concat(families.Select(f => new CurveMetric($"accuracy[{f}]", false, "P1"))).ToList();
+    }
+
+    public string Key => "shapes-vlm";
+    public string Title => "ShapesVlm (Shapes-VQA)";
+    public IQuantizableModel Model => _model;
+    public CurveMetric Primary => Metrics[0];
+    public IReadOnlyList<CurveMetric> Metrics { get; }
+    public bool ScoreRows => true;
+
+    /// <summary>Draw s: the first rows of the train stream seeded 1 + 7919·s (s = 0 is the train split itself).</summary>
+    public CalibrationCollector Collector(MLContext ml, out IDataView rows, int seed)
+    {
+        rows = ShapesVqa.Generate(ml, _calibrationRows, ShapesVqa.SeedOf(ShapesVqaSplit.Train) + 7919 * seed);
+        return ml.Msavq().CollectCalibration(new CalibrationCollector.Options { Model = _model, Mode = CalibrationMode.OneShot });
+    }
+
+    public Dictionary<string, double[]> Evaluate(IQuantizableModel quantized)
+    {
+        var q = VqaEvaluator.Evaluate((IVqaModel)quantized, _items);
+        var result = new Dictionary<string, double[]>
+        {
+            ["kl"] = q.KlFrom(_fp), ["nll"] = q.AnswerNlls,
+            ["agreement"] = q.Predictions.Zip(_fp.Predictions).Select(p => p.First == p.Second ? 1.0 : 0.0).ToArray(),
+            ["accuracy"] = q.Correct.Select(c => c ? 1.0 : 0.0).ToArray(),
+            ["sequence-kl"] = SequenceKl((ShapesVlm)quantized),
+        };
+        foreach (var m in Metrics.Where(m => m.Name.StartsWith("accuracy[", StringComparison.Ordinal)))
+        {
+            string family = m.Name["accuracy[".Length..^1];
+            result[m.Name] = _items.Select((e, i) => ShapesVqaGenerator.NameOf(e.Family) == family ? result["accuracy"][i] : double.NaN).ToArray();
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// Per item, KL(FP ‖ Q) of the next-token distribution averaged over every real position of [bos; image; question;
+    /// answer]: the whole model's fidelity, where the first-answer-token KL is dominated by the few items the FP model
+    /// is unsure of. Reported beside the required metrics, not instead of them.
+    /// </summary>
+    private double[] SequenceKl(ShapesVlm quantized)
+    {
+        var result = new List<double>();
+        for (int b = 0; b < _fpSequence.Count; b++)
+        {
+            using var scope = NewDisposeScope();
+            var (q, valid) = LogProbs(quantized, b);
+            var p = _fpSequence[b];
+            var kl = (p.exp() * (p - q)).sum(-1) * valid;
+            result.AddRange((kl.sum(1) / valid.sum(1)).to(ScalarType.Float64).cpu().data<double>().ToArray());
+        }
+        return result.ToArray();
+    }
+
+    /// <summary>Next-token log-probabilities [rows, length, vocabulary] of evaluation batch <paramref name="b"/>, and its valid positions.</summary>
+    private (Tensor LogProbs, Tensor Valid) LogProbs(ShapesVlm model, int b)
+    {
+        using var _ = no_grad();
+        var rows = _items.Skip(b * Batch).Take(Batch).Select(e => new ModelRow(e.Image, e.Question, e.Answer)).ToList();
+        using var batch = model.Encode(rows);
+        return (TorchSharp.torch.nn.functional.log_softmax(model.Logits(batch), -1), batch.Valid.to(ScalarType.Float32).clone());
+    }
+
+    public void Dispose()
+    {
+        foreach (var t in _fpSequence) t.Dispose();
+        _model.Dispose();
+    }
+}
+
+/// <summary>all-MiniLM-L6-v2 on Brown sentences: cosine of the quantized to the FP embedding, top-1 neighbour agreement.</summary>
+public sealed class MiniLmCurveModel : ICurveModel
+{
+    private readonly MiniLmEncoder _model = MiniLmEncoder.LoadPretrained();
+    private readonly List<string> _sentences;
+    private readonly Tensor _reference, _neighbours;
+    private readonly int _calibrationSentences;
+
+    public MiniLmCurveModel(bool validation, int sentences, int calibrationSentences)
+    {
+        // The Brown evaluation set's first half is validation, its second half the test set.
+        var all = BrownCorpus.Evaluation;
+        int half = all.Count / 2;
+        _sentences = (validation ? all.Take(half) : all.Skip(half)).Take(sentences).ToList();
+        _calibrationSentences = calibrationSentences;
+        _reference = MiniLmRunner.Embed(_model, _sentences);
+        _neighbours = MiniLmRunner.Neighbours(_reference);
+    }
+
+    public string Key => "minilm";
+    public string Title => "all-MiniLM-L6-v2 (Brown sentences)";
+    public IQuantizableModel Model => _model;
+    public CurveMetric Primary => Metrics[0];
+    public IReadOnlyList<CurveMetric> Metrics { get; } = new[] { new CurveMetric("cosine", false, "F4"), new CurveMetric("top1", false, "P1") };
+    public bool ScoreRows => false;
+
+    /// <summary>Draw s: a seeded choice of adjacent-sentence pairs from the Brown calibration set (s = 0: the first ones).</summary>
+    public CalibrationCollector Collector(MLContext ml, out IDataView rows, int seed)
+    {
+        rows = BrownCorpus.CalibrationPairs(ml, _calibrationSentences, seed);
+        return ml.Msavq().CollectCalibration(new CalibrationCollector.Options
+        {
+            Model = _model, ImageColumnName = null, TextColumnName = BrownCorpus.TextColumn, AnswerColumnName = BrownCorpus.NextColumn,
+            Mode = CalibrationMode.OneShot,
+        });
+    }
+
+    public Dictionary<string, double[]> Evaluate(IQuantizableModel quantized)
+    {
+        using var scope = NewDisposeScope();
+        var e = MiniLmRunner.Embed((MiniLmEncoder)quantized, _sentences);
+        return new Dictionary<string, double[]>
+        {
+            ["cosine"] = (_reference * e).sum(1).to(ScalarType.Float64).cpu().data<double>().ToArray(),
+            ["top1"] = MiniLmRunner.Neighbours(e).eq(_neighbours).to(ScalarType.Float64).cpu().data<double>().ToArray(),
+        };
+    }
+
+    public void Dispose()
+    {
+        _reference.Dispose();
+        _neighbours.Dispose();
+        _model.Dispose();
+    }
+}
