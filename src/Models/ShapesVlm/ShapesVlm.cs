@@ -28,8 +28,11 @@ public sealed class ShapesVlm : nn.Module<Tensor, Tensor, Tensor>, IVqaModel, IP
 
     public const string PretrainedResource = "Msavq.MLNet.Models.Pretrained.shapes-vlm.ckpt";
 
+    /// <exception cref="ArgumentException">A field of <paramref name="config"/> is out of range (<see cref="ShapesVlmConfig.Validate"/>).</exception>
     public ShapesVlm(ShapesVlmConfig config) : base("ShapesVlm")
     {
+        ArgumentNullException.ThrowIfNull(config);
+        config.Validate();
         Config = config;
         Tokenizer = new ShapesTokenizer(config.Vocabulary);
         vision = new VisionEncoder("vision", config);

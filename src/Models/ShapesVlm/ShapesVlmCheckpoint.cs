@@ -98,6 +98,12 @@ public static class ShapesVlmCheckpoint
         long stateAt = header + configLength + 8;
         ulong stateLength = BitConverter.ToUInt64(bytes, header + (int)configLength);
         if ((ulong)(body.Length - stateAt) != stateLength) throw Bad("state length does not match the file size");
+        // Before anything is allocated: every field in range, and weights for every parameter the config describes.
+        if (config.Problem() is { } problem) throw Bad($"config field {problem.Field} {problem.Why}");
+        long parameters = config.ParameterCount();
+        if ((ulong)parameters * sizeof(float) > stateLength)
+            throw Bad($"the config describes {parameters:N0} parameters ({parameters * sizeof(float):N0} bytes of float32) " +
+                      $"but the weights take {stateLength:N0} bytes");
 
         var model = new ShapesVlm(config);
         try
