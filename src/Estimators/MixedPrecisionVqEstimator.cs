@@ -119,7 +119,7 @@ public sealed class MixedPrecisionVqEstimator : IEstimator<MixedPrecisionVqTrans
                 if (stats is not null) foreach (var s in stats.Values) s.Dispose();
             }
         }
-        var quantized = new Format.QuantizedModel(plan.Method.ToString(), new Dictionary<string, string>
+        var options = new Dictionary<string, string>
         {
             ["target_bits_per_weight"] = plan.TargetBitsPerWeight.ToString("R", System.Globalization.CultureInfo.InvariantCulture),
             ["vector_dimension"] = plan.VectorDimension.ToString(System.Globalization.CultureInfo.InvariantCulture),
@@ -127,7 +127,11 @@ public sealed class MixedPrecisionVqEstimator : IEstimator<MixedPrecisionVqTrans
             ["gradient_shift"] = _options.GradientShift.ToString(), ["mode"] = calib.Options.Mode.ToString(),
             ["calibration_rows"] = calib.Rows.Count.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["seed"] = _options.Seed.ToString(System.Globalization.CultureInfo.InvariantCulture),
-        }, stored);
+        };
+        // Binds the layers to the model they came from (checked when they are loaded onto a base model).
+        if (Format.BaseModelFingerprint.Compute(copy, stored.Select(l => l.Name)) is { } fingerprint)
+            options[Format.BaseModelFingerprint.OptionKey] = fingerprint;
+        var quantized = new Format.QuantizedModel(plan.Method.ToString(), options, stored);
         return new MixedPrecisionVqTransformer(_ml, copy, reports, quantized, input.Schema,
             _options.ScoreRows ? _options.ImageColumnName ?? calib.Options.ImageColumnName : null,
             _options.TextColumnName ?? calib.Options.TextColumnName);

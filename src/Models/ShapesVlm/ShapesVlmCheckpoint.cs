@@ -3,7 +3,7 @@ using System.Text;
 using System.Text.Json;
 using Msavq.MLNet.Models;
 
-[assembly: ModelFormat(ShapesVlmCheckpoint.FormatName, typeof(ShapesVlmCheckpoint.Reader))]
+[assembly: ModelFormat(ShapesVlmCheckpoint.FormatName, typeof(ShapesVlmCheckpoint.Reader), Magic = ShapesVlmCheckpoint.MagicText)]
 
 namespace Msavq.MLNet.Models;
 
@@ -20,7 +20,9 @@ namespace Msavq.MLNet.Models;
 /// </summary>
 public static class ShapesVlmCheckpoint
 {
-    private static readonly byte[] Magic = "MSAVQVLM"u8.ToArray();
+    /// <summary>The first 8 bytes of every checkpoint.</summary>
+    public const string MagicText = "MSAVQVLM";
+    private static readonly byte[] Magic = System.Text.Encoding.ASCII.GetBytes(MagicText);
     public const uint Version = 1;
     /// <summary>The name a saved pipeline records for this format (<see cref="IPersistableModel.FormatName"/>).</summary>
     public const string FormatName = "ShapesVlm/1";
