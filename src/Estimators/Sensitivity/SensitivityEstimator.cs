@@ -46,7 +46,15 @@ public sealed class SensitivityEstimator : IEstimator<SensitivityTransformer>
     public SensitivityTransformer Fit(IDataView input)
     {
         var calib = CarryingDataView.From(input, nameof(SensitivityEstimator), needPlan: false).Calibration;
-        return new SensitivityTransformer(calib, PlanBuilder.Build(calib, _options));
+        try
+        {
+            return new SensitivityTransformer(calib, PlanBuilder.Build(calib, _options));
+        }
+        catch
+        {
+            calib.ReleaseIfOwnedByChain();   // the chain's fit ends here: nobody else can use its statistics
+            throw;
+        }
     }
 }
 
