@@ -78,6 +78,10 @@ public sealed class CalibrationCollector : IEstimator<CalibrationTransformer>
     public CalibrationTransformer Fit(IDataView input)
     {
         var rows = CalibrationRows.Read(input, _options.ImageColumnName, _options.TextColumnName, _options.AnswerColumnName);
+        // Every row before any work: the model names what it cannot calibrate on (an answer outside its vocabulary).
+        for (int i = 0; i < rows.Count; i++)
+            if (_options.Model.RowProblem(rows[i]) is { } problem)
+                throw new ArgumentException($"Calibration row {i} ('{rows[i].Text}'): {problem}.");
         var layers = SelectLayers();
         using (NewDisposeScope())
             foreach (var l in layers)
