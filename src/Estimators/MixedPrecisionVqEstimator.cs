@@ -82,15 +82,45 @@ public sealed class MixedPrecisionVqEstimator : IEstimator<MixedPrecisionVqTrans
             .GetOutputSchema(inputSchema);
     }
 
+    /// <remarks>
+    /// When the calibration belongs to this fit's chain (<see cref="CalibrationResult.ReleaseAfterQuantization"/>),
+    /// each layer's statistics are freed as soon as the layer is quantized and the rest of the calibration (rows, the
+    /// full-precision model's reference) when the fit ends or fails; otherwise they are left to their owner.
+    /// </remarks>
     public MixedPrecisionVqTransformer Fit(IDataView input)
     {
         var carried = CarryingDataView.From(input, nameof(MixedPrecisionVqEstimator), needPlan: true);
         var calib = carried.Calibration;
-        var plan = carried.Plan!;
+        try
+        {
+            return Fit(calib, carried.Plan!, input.Schema);
+        }
+        finally
+        {
+            calib.ReleaseIfOwnedByChain();
+        }
+    }
+
+    private MixedPrecisionVqTransformer Fit(CalibrationResult calib, Sensitivity.BitAllocationPlan plan, DataViewSchema schema)
+    {
         if (_options.ScoreRows && calib.Model is not IVqaModel)
             throw new InvalidOperationException($"{calib.Model.GetType().Name} does not answer questions, so its rows cannot be scored: " +
                 $"set {nameof(Options)}.{nameof(Options.ScoreRows)} = false to get the quantized network as the transformer's Model.");
         var copy = calib.Model.Clone();
+        try
+        {
+            return Quantize(calib, plan, schema, copy);
+        }
+        catch
+        {
+            (copy as IDisposable)?.Dispose();   // a failed fit leaves no copy of the model behind
+            throw;
+        }
+    }
+
+    private MixedPrecisionVqTransformer Quantize(CalibrationResult calib, Sensitivity.BitAllocationPlan plan, DataViewSchema schema,
+                                                 IQuantizableModel copy)
+    {
         var byName = copy.QuantizableLayers.ToDictionary(l => l.Name);
         var planned = plan.Layers.ToDictionary(l => l.Layer);
         var missing = calib.Layers.Where(l => !byName.ContainsKey(l.Name) || !planned.ContainsKey(l.Name)).Select(l => l.Name).ToList();
@@ -117,12 +147,14 @@ public sealed class MixedPrecisionVqEstimator : IEstimator<MixedPrecisionVqTrans
                 foreach (var l in layers)
                 {
                     _options.Progress?.Report(new QuantizationProgress("quantize", l.Name, done + 1, calib.Layers.Count));
-                    var s = stats?[l.Name] ?? calib.Statistics[l.Name];
+                    var s = stats?[l.Name] ?? calib.StatisticsOf(l.Name);
                     using var result = LayerQuantizer.Quantize(l.Module.weight, s, planned[l.Name], plan.Precision, _options);
                     using (no_grad()) l.Module.weight.copy_(result.Weight);
                     reports.Add(result.Report);
                     stored.Add(result.Stored);
                     done++;
+                    // The layer's full-precision statistics are not needed again (recollected ones go below).
+                    calib.ReleaseLayer(l.Name);
                 }
             }
             finally
@@ -136,7 +168,7 @@ public sealed class MixedPrecisionVqEstimator : IEstimator<MixedPrecisionVqTrans
                 Steps = _options.FineTuneSteps, LearningRate = _options.FineTuneLearningRate, BatchSize = _options.FineTuneBatchSize,
                 Seed = _options.Seed,
             }, _options.Progress).ToList();
-        var quantized = new Format.QuantizedModel(plan.Method.ToString(), new Dictionary<string, string>
+        var options = new Dictionary<string, string>
         {
             ["target_bits_per_weight"] = plan.TargetBitsPerWeight.ToString("R", System.Globalization.CultureInfo.InvariantCulture),
             ["vector_dimension"] = plan.VectorDimension.ToString(System.Globalization.CultureInfo.InvariantCulture),
@@ -145,8 +177,12 @@ public sealed class MixedPrecisionVqEstimator : IEstimator<MixedPrecisionVqTrans
             ["fine_tune_steps"] = _options.FineTuneSteps.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["calibration_rows"] = calib.Rows.Count.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["seed"] = _options.Seed.ToString(System.Globalization.CultureInfo.InvariantCulture),
-        }, stored);
-        return new MixedPrecisionVqTransformer(_ml, copy, reports, quantized, input.Schema,
+        };
+        // Binds the layers to the model they came from (checked when they are loaded onto a base model).
+        if (Format.BaseModelFingerprint.Compute(copy, stored.Select(l => l.Name)) is { } fingerprint)
+            options[Format.BaseModelFingerprint.OptionKey] = fingerprint;
+        var quantized = new Format.QuantizedModel(plan.Method.ToString(), options, stored);
+        return new MixedPrecisionVqTransformer(_ml, copy, reports, quantized, schema,
             _options.ScoreRows ? _options.ImageColumnName ?? calib.Options.ImageColumnName : null,
             _options.TextColumnName ?? calib.Options.TextColumnName);
     }

@@ -14,8 +14,12 @@ internal static class ModuleCopy
     {
         copy.to(device);
         using var _ = no_grad();
-        var values = source.state_dict();
-        foreach (var (name, t) in copy.state_dict()) t.copy_(values[name]);
+        // copy_ hands back a new handle to the parameter: the scope frees those handles now, not at finalization.
+        using (NewDisposeScope())
+        {
+            var values = source.state_dict();
+            foreach (var (name, t) in copy.state_dict()) t.copy_(values[name]);
+        }
         copy.train(source.training);
         return copy;
     }

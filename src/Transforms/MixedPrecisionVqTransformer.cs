@@ -69,12 +69,16 @@ public sealed class MixedPrecisionVqTransformer : ITransformer, IDisposable
     /// A scoring transformer from a .msavq file and the model it was quantized from (architecture and the layers kept
     /// in full precision): a copy of <paramref name="baseModel"/> gets the stored weights.
     /// </summary>
+    /// <exception cref="MsavqFormatException">The file is invalid, or <paramref name="baseModel"/> is not the model its
+    /// layers were quantized from (<see cref="BaseModelFingerprint"/>, for files that record it).</exception>
     public static MixedPrecisionVqTransformer LoadQuantized(MLContext ml, string path, IQuantizableModel baseModel,
         DataViewSchema inputSchema, string imageColumn = "Image", string questionColumn = "Question")
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"Quantized model file not found: {path}", path);
         ModelFile.Expect(path, ModelFileKind.QuantizedLayers);
         var stored = QuantizedModelFile.Load(path);
+        // The layers were quantized from one model; on another they would load and answer wrongly.
+        BaseModelFingerprint.Check(baseModel, stored, path);
         var copy = baseModel.Clone();
         try
         {

@@ -58,7 +58,7 @@ public sealed class CurveRunner(MLContext ml, ICurveModel model, Action<string>?
                     runs.Add(run);
                     onRun?.Invoke(run);
                 }
-            ((object)collector as IDisposable)?.Dispose();
+            collector.Dispose();
         }
         return runs;
     }

@@ -29,16 +29,42 @@ public sealed class CalibrationCollector : IEstimator<CalibrationTransformer>
         /// <summary>Explicit layer names (overrides <see cref="Roles"/>); each must be one of the model's quantizable layers.</summary>
         public string[]? LayerNames { get; set; }
         public IProgress<QuantizationProgress>? Progress { get; set; }
+        /// <summary>
+        /// Whether the quantizer frees the statistics as it uses them (each layer's once it is quantized, the rest and
+        /// the rows when its fit ends), so that a fitted chain keeps nothing of the calibration. Null (default): yes
+        /// when the collector starts a chain with <see cref="Append{TTrans}"/> — the statistics belong to that one
+        /// fit —, no when it is fitted on its own, so its result can feed several fits until it is disposed.
+        /// </summary>
+        public bool? ReleaseAfterQuantization { get; set; }
     }
 
     private readonly Options _options;
+    /// <summary>True for the copy <see cref="Append{TTrans}"/> puts at the head of a chain.</summary>
+    private readonly bool _ownedByChain;
 
-    public CalibrationCollector(Options options)
+    public CalibrationCollector(Options options) : this(options, ownedByChain: false)
     {
+    }
+
+    private CalibrationCollector(Options options, bool ownedByChain)
+    {
+        _ownedByChain = ownedByChain;
         _options = options ?? throw new ArgumentNullException(nameof(options));
         if (options.Model is null) throw new ArgumentNullException(nameof(options), "Options.Model is required.");
         if (options.BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(options), $"BatchSize must be >= 1, got {options.BatchSize}.");
         SelectLayers(); // fail at construction on unknown layer names
+    }
+
+    /// <summary>
+    /// Starts a chain with this collector, as ML.NET's <c>Append</c> does, whose fit owns the statistics: its quantizer
+    /// frees them as it goes (see <see cref="Options.ReleaseAfterQuantization"/>), and the fitted chain holds only what
+    /// scoring needs.
+    /// </summary>
+    public EstimatorChain<TTrans> Append<TTrans>(IEstimator<TTrans> estimator, TransformerScope scope = TransformerScope.Everything)
+        where TTrans : class, ITransformer
+    {
+        ArgumentNullException.ThrowIfNull(estimator);
+        return new EstimatorChain<ITransformer>().Append(new CalibrationCollector(_options, ownedByChain: true), scope).Append(estimator, scope);
     }
 
     public SchemaShape GetOutputSchema(SchemaShape inputSchema)
@@ -52,12 +78,18 @@ public sealed class CalibrationCollector : IEstimator<CalibrationTransformer>
     public CalibrationTransformer Fit(IDataView input)
     {
         var rows = CalibrationRows.Read(input, _options.ImageColumnName, _options.TextColumnName, _options.AnswerColumnName);
+        // Every row before any work: the model names what it cannot calibrate on (an answer outside its vocabulary).
+        for (int i = 0; i < rows.Count; i++)
+            if (_options.Model.RowProblem(rows[i]) is { } problem)
+                throw new ArgumentException($"Calibration row {i} ('{rows[i].Text}'): {problem}.");
         var layers = SelectLayers();
-        foreach (var l in layers)
-            if (!l.Module.weight.isfinite().all().item<bool>())
-                throw new ArgumentException($"Layer '{l.Name}' has non-finite weights; nothing to calibrate.");
+        using (NewDisposeScope())
+            foreach (var l in layers)
+                if (!l.Module.weight.isfinite().all().item<bool>())
+                    throw new ArgumentException($"Layer '{l.Name}' has non-finite weights; nothing to calibrate.");
         var stats = StatisticsCollector.Collect(_options.Model, rows, layers, _options.BatchSize, _options.Progress, "calibrate");
-        return new CalibrationTransformer(new CalibrationResult(_options.Model, rows, _options, layers, stats));
+        return new CalibrationTransformer(new CalibrationResult(_options.Model, rows, _options, layers, stats,
+                                                                _options.ReleaseAfterQuantization ?? _ownedByChain));
     }
 
     private IReadOnlyList<QuantizableLayer> SelectLayers()
@@ -92,11 +124,15 @@ public sealed class CalibrationCollector : IEstimator<CalibrationTransformer>
 }
 
 /// <summary>Passes rows through; the view it returns carries the calibration statistics to the next estimator.</summary>
-public sealed class CalibrationTransformer : PassThroughTransformer
+/// <remarks>It owns its <see cref="Result"/>: disposing it (or the fitted chain that holds it) frees the statistics.</remarks>
+public sealed class CalibrationTransformer : PassThroughTransformer, IDisposable
 {
     internal CalibrationTransformer(CalibrationResult result) => Result = result;
 
     public CalibrationResult Result { get; }
 
     public override IDataView Transform(IDataView input) => new CarryingDataView(input, Result, plan: null);
+
+    /// <summary>Frees the statistics and lets go of the rows and the model (<see cref="CalibrationResult.Dispose"/>).</summary>
+    public void Dispose() => Result.Dispose();
 }

@@ -32,7 +32,10 @@ internal static class CalibrationRows
             imageGetter?.Invoke(ref img);
             textGetter(ref q);
             answerGetter(ref a);
-            if (a.IsEmpty)
+            // Null text reaches us as empty; a question of white space is as empty to the model.
+            if (q.Span.IsWhiteSpace())
+                throw new ArgumentException($"Calibration row {rows.Count} has an empty '{text}': the model needs a text to calibrate on.");
+            if (a.Span.IsWhiteSpace())
                 throw new ArgumentException($"Calibration row {rows.Count} has an empty '{answer}': the answer-token loss needs answers.");
             rows.Add(new ModelRow(imageGetter is null ? [] : img.DenseValues().ToArray(), q.ToString(), a.ToString()));
         }

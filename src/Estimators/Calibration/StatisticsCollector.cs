@@ -9,6 +9,11 @@ namespace Msavq.MLNet.Calibration;
 /// One forward and one backward pass per calibration batch with forward hooks on the listed layers (algorithm.md
 /// §8.2): inputs x and output gradients δ = ∂L/∂y of the summed answer-token loss, split into image and text tokens.
 /// </summary>
+/// <remarks>
+/// The model is left as it was found: the gradients are taken with <c>autograd.grad</c> at the hooked outputs only,
+/// so no parameter's <c>.grad</c> is touched, the parameters' <c>requires_grad</c> flags are never changed, and the
+/// hooks are removed before returning (also on failure).
+/// </remarks>
 internal static class StatisticsCollector
 {
     public static Dictionary<string, ModalityStatistics> Collect(IQuantizableModel model, IReadOnlyList<ModelRow> rows,
@@ -20,10 +25,11 @@ internal static class StatisticsCollector
         var captured = new List<(string Layer, Tensor X, Tensor Y)>();
         var hooks = layers.Select(l => l.Module.register_forward_hook((_, x, y) =>
         {
+            // A model whose parameters are all frozen makes its first hooked output a graph leaf without gradient:
+            // it is made differentiable here (an activation of this pass, not a parameter), so δ exists regardless.
+            if (!y.requires_grad) y.requires_grad_(true);
             // Models may open their own dispose scopes; our handles leave them and are disposed after the batch.
-            var kept = y.alias().DetachFromDisposeScope();
-            kept.retain_grad();
-            captured.Add((l.Name, x.detach().DetachFromDisposeScope(), kept));
+            captured.Add((l.Name, x.detach().DetachFromDisposeScope(), y.alias().DetachFromDisposeScope()));
             return y;
         })).ToList();
         try
@@ -48,13 +54,13 @@ internal static class StatisticsCollector
                 // Labels drawn from the model's own prediction: their gradients estimate the curvature (true Fisher).
                 var drawn = multinomial(F.softmax(flat.detach().to_type(ScalarType.Float32), -1), 1, generator: sampler).squeeze(1);
                 var sampledLoss = F.cross_entropy(flat, where(answer, drawn, labels), ignore_index: -100, reduction: nn.Reduction.Sum);
-                loss.backward(retain_graph: true);
-                var trueGrads = captured.Select(c => c.Y.grad?.clone() ?? zeros_like(c.Y)).ToList();
-                sampledLoss.backward();
+                // δ at the hooked outputs only: nothing accumulates into the parameters' .grad (the caller's model).
+                var trueGrads = OutputGradients(loss, captured, retainGraph: true);
+                var sampledGrads = OutputGradients(sampledLoss, captured, retainGraph: false);
                 for (int i = 0; i < captured.Count; i++)
                 {
-                    var (name, x, y) = captured[i];
-                    Accumulate(stats[name], batch, x, trueGrads[i], (y.grad ?? zeros_like(y)) - trueGrads[i]);
+                    var (name, x, _) = captured[i];
+                    Accumulate(stats[name], batch, x, trueGrads[i], sampledGrads[i]);
                 }
                 Release(captured);
                 progress?.Report(new QuantizationProgress(stage, null, bi + 1, batches));
@@ -70,6 +76,19 @@ internal static class StatisticsCollector
             throw new InvalidOperationException(
                 $"Layer(s) never fired during calibration: {string.Join(", ", silent)}. The model must invoke them through module.call().");
         return stats;
+    }
+
+    /// <summary>
+    /// ∂<paramref name="loss"/>/∂y at every captured output (zeros where y does not reach the loss). libtorch's
+    /// <c>grad</c> is not exception-safe through TorchSharp (a C++ error would end the process), so the cases it
+    /// rejects — no inputs, a loss without gradient — are answered here without calling it.
+    /// </summary>
+    private static List<Tensor> OutputGradients(Tensor loss, List<(string Layer, Tensor X, Tensor Y)> captured, bool retainGraph)
+    {
+        if (captured.Count == 0) return new List<Tensor>();
+        if (!loss.requires_grad) return captured.Select(c => zeros_like(c.Y)).ToList();
+        var grads = autograd.grad(new[] { loss }, captured.Select(c => c.Y).ToList(), retain_graph: retainGraph, allow_unused: true);
+        return captured.Select((c, i) => grads[i].IsInvalid ? zeros_like(c.Y) : grads[i]).ToList();
     }
 
     private static void Release(List<(string Layer, Tensor X, Tensor Y)> captured)

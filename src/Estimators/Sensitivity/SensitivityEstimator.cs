@@ -39,14 +39,55 @@ public sealed class SensitivityEstimator : IEstimator<SensitivityTransformer>
 
     private readonly Options _options;
 
-    public SensitivityEstimator(Options options) => _options = options ?? throw new ArgumentNullException(nameof(options));
+    public SensitivityEstimator(Options options)
+    {
+        _options = options ?? throw new ArgumentNullException(nameof(options));
+        Validate(options);
+    }
 
-    public SchemaShape GetOutputSchema(SchemaShape inputSchema) => inputSchema;
+    /// <remarks>
+    /// <c>EstimatorChain.Fit</c> asks every estimator for its output schema before fitting the first, so options that
+    /// can never work (a budget that is not a positive number, a vector dimension the format does not store) fail here,
+    /// before calibration runs. A budget that is valid but too small for the layers needs their shapes and is
+    /// reported by <see cref="Fit"/> ("No … configuration meets …").
+    /// </remarks>
+    public SchemaShape GetOutputSchema(SchemaShape inputSchema)
+    {
+        Validate(_options);
+        return inputSchema;
+    }
+
+    /// <exception cref="ArgumentOutOfRangeException">An option out of its range, named.</exception>
+    private static void Validate(Options o)
+    {
+        static ArgumentOutOfRangeException Bad(string option, object value, string expected) =>
+            new("options", value, $"{option} is {value}; {expected} expected.");
+        if (!double.IsFinite(o.TargetBitsPerWeight) || o.TargetBitsPerWeight <= 0)
+            throw Bad(nameof(o.TargetBitsPerWeight), o.TargetBitsPerWeight, "a positive number of bits per weight");
+        if (!Enum.IsDefined(o.Method)) throw Bad(nameof(o.Method), o.Method, string.Join(", ", Enum.GetNames<QuantizationMethod>()));
+        if (o.VectorDimension is not (1 or 2 or 4 or 8)) throw Bad(nameof(o.VectorDimension), o.VectorDimension, "1, 2, 4 or 8");
+        if (o.WeightsPerCodebook < 1) throw Bad(nameof(o.WeightsPerCodebook), o.WeightsPerCodebook, "at least 1");
+        if (o.ColumnsPerGroup < o.VectorDimension)
+            throw Bad(nameof(o.ColumnsPerGroup), o.ColumnsPerGroup, $"at least VectorDimension {o.VectorDimension} (the widest group that fits is taken)");
+        if (!double.IsFinite(o.GlobalExponent)) throw Bad(nameof(o.GlobalExponent), o.GlobalExponent, "a finite number");
+        if (!double.IsFinite(o.TierStep) || o.TierStep < 0) throw Bad(nameof(o.TierStep), o.TierStep, "a finite number >= 0");
+        if (!double.IsFinite(o.RelativeDamping) || o.RelativeDamping < 0) throw Bad(nameof(o.RelativeDamping), o.RelativeDamping, "a finite number >= 0");
+        if (o.Precision is not (CodebookPrecision.Int8 or CodebookPrecision.Float16))
+            throw Bad(nameof(o.Precision), o.Precision, "Int8 or Float16 (what the file format stores)");
+    }
 
     public SensitivityTransformer Fit(IDataView input)
     {
         var calib = CarryingDataView.From(input, nameof(SensitivityEstimator), needPlan: false).Calibration;
-        return new SensitivityTransformer(calib, PlanBuilder.Build(calib, _options));
+        try
+        {
+            return new SensitivityTransformer(calib, PlanBuilder.Build(calib, _options));
+        }
+        catch
+        {
+            calib.ReleaseIfOwnedByChain();   // the chain's fit ends here: nobody else can use its statistics
+            throw;
+        }
     }
 }
 

@@ -28,8 +28,11 @@ public sealed class ShapesVlm : nn.Module<Tensor, Tensor, Tensor>, IVqaModel, IP
 
     public const string PretrainedResource = "Msavq.MLNet.Models.Pretrained.shapes-vlm.ckpt";
 
+    /// <exception cref="ArgumentException">A field of <paramref name="config"/> is out of range (<see cref="ShapesVlmConfig.Validate"/>).</exception>
     public ShapesVlm(ShapesVlmConfig config) : base("ShapesVlm")
     {
+        ArgumentNullException.ThrowIfNull(config);
+        config.Validate();
         Config = config;
         Tokenizer = new ShapesTokenizer(config.Vocabulary);
         vision = new VisionEncoder("vision", config);
@@ -243,6 +246,29 @@ public sealed class ShapesVlm : nn.Module<Tensor, Tensor, Tensor>, IVqaModel, IP
     }
 
     ModelBatch IQuantizableModel.Encode(IReadOnlyList<ModelRow> rows) => Encode(rows);
+
+    /// <summary>
+    /// A calibration row must have an image of this model's size, and an answer made of vocabulary words only: an
+    /// unknown word becomes [UNK], and the loss would train the statistics toward predicting it.
+    /// </summary>
+    string? IQuantizableModel.RowProblem(ModelRow row)
+    {
+        int bytes = Config.ImageSize * Config.ImageSize * 3;
+        if (row.Image is null || row.Image.Length != bytes) return $"its image has {row.Image?.Length ?? 0} bytes, {bytes} expected";
+        if (row.Target is { } answer)
+        {
+            var ids = Tokenizer.Encode(answer);
+            if (ids.Count == 0) return $"its answer '{answer}' has no words";
+            if (ids.Contains(Tokenizer.UnknownId))
+            {
+                var unknown = answer.Split(' ', StringSplitOptions.RemoveEmptyEntries).Where(w => Tokenizer.Encode(w).Contains(Tokenizer.UnknownId));
+                return $"its answer '{answer}' has words outside the model's vocabulary ({string.Join(", ", unknown.Select(w => $"'{w}'"))})";
+            }
+            int length = 1 + Tokenizer.Encode(row.Text ?? "").Count + ids.Count;
+            if (length > Config.MaxTextTokens) return $"its question and answer take {length} tokens, the model reads {Config.MaxTextTokens}";
+        }
+        return null;
+    }
 
     Tensor IQuantizableModel.Logits(ModelBatch batch) => Logits(batch as VlmBatch
         ?? throw new ArgumentException($"ShapesVlm needs a {nameof(VlmBatch)} (from its own Encode), got {batch.GetType().Name}.", nameof(batch)));

@@ -3,7 +3,7 @@ using System.Text;
 using System.Text.Json;
 using Msavq.MLNet.Models;
 
-[assembly: ModelFormat(ShapesVlmCheckpoint.FormatName, typeof(ShapesVlmCheckpoint.Reader))]
+[assembly: ModelFormat(ShapesVlmCheckpoint.FormatName, typeof(ShapesVlmCheckpoint.Reader), Magic = ShapesVlmCheckpoint.MagicText)]
 
 namespace Msavq.MLNet.Models;
 
@@ -20,7 +20,9 @@ namespace Msavq.MLNet.Models;
 /// </summary>
 public static class ShapesVlmCheckpoint
 {
-    private static readonly byte[] Magic = "MSAVQVLM"u8.ToArray();
+    /// <summary>The first 8 bytes of every checkpoint.</summary>
+    public const string MagicText = "MSAVQVLM";
+    private static readonly byte[] Magic = System.Text.Encoding.ASCII.GetBytes(MagicText);
     public const uint Version = 1;
     /// <summary>The name a saved pipeline records for this format (<see cref="IPersistableModel.FormatName"/>).</summary>
     public const string FormatName = "ShapesVlm/1";
@@ -98,6 +100,12 @@ public static class ShapesVlmCheckpoint
         long stateAt = header + configLength + 8;
         ulong stateLength = BitConverter.ToUInt64(bytes, header + (int)configLength);
         if ((ulong)(body.Length - stateAt) != stateLength) throw Bad("state length does not match the file size");
+        // Before anything is allocated: every field in range, and weights for every parameter the config describes.
+        if (config.Problem() is { } problem) throw Bad($"config field {problem.Field} {problem.Why}");
+        long parameters = config.ParameterCount();
+        if ((ulong)parameters * sizeof(float) > stateLength)
+            throw Bad($"the config describes {parameters:N0} parameters ({parameters * sizeof(float):N0} bytes of float32) " +
+                      $"but the weights take {stateLength:N0} bytes");
 
         var model = new ShapesVlm(config);
         try

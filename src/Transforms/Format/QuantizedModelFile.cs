@@ -130,26 +130,64 @@ public static class QuantizedModelFile
 
         var layers = new List<QuantizedLayer>();
         var layerNodes = manifest["layers"] as JsonArray ?? throw Bad("manifest has no layers");
-        for (int i = 0; i < layerNodes.Count; i++) layers.Add(ReadLayer(layerNodes[i]!.AsObject(), blobs, $"layers.{i}.", Bad));
+        if (layerNodes.Count == 0) throw Bad("the manifest lists no layers (a quantized model has at least one)");
+        var used = new HashSet<string>();
+        var names = new HashSet<string>();
+        for (int i = 0; i < layerNodes.Count; i++)
+        {
+            var layer = ReadLayer(layerNodes[i]!.AsObject(), blobs, $"layers.{i}.", used, Bad);
+            if (!names.Add(layer.Name)) throw Bad($"layer '{layer.Name}' is listed twice (layers must be restored exactly once)");
+            layers.Add(layer);
+        }
+        // Every tensor belongs to exactly the layer whose flags call for it: a column order beside "permuted": false,
+        // or the tensors of a layer dropped from the manifest, mean the manifest and the data disagree.
+        if (blobs.Keys.FirstOrDefault(n => !used.Contains(n)) is { } stray)
+            throw Bad(StrayReason(stray, layerNodes.Count));
         var options = (manifest["options"] as JsonObject ?? new JsonObject()).ToDictionary(kv => kv.Key, kv => kv.Value?.GetValue<string>() ?? "");
         return new QuantizedModel(manifest["method"]?.GetValue<string>() ?? throw Bad("manifest has no method"), options, layers);
     }
 
-    private static QuantizedLayer ReadLayer(JsonObject e, Dictionary<string, Blob> blobs, string p, Func<string, MsavqFormatException> bad)
+    /// <summary>Why a tensor no layer read is there: which flag of its layer says it should not be, or that its layer is gone.</summary>
+    private static string StrayReason(string tensor, int layers)
+    {
+        var m = System.Text.RegularExpressions.Regex.Match(tensor, @"^layers\.(\d+)\.(.+)$");
+        if (!m.Success) return $"tensor '{tensor}' belongs to no layer";
+        if (!int.TryParse(m.Groups[1].Value, out int i) || i >= layers)
+            return $"tensor '{tensor}' belongs to layer {m.Groups[1].Value}, which the manifest does not list (a dropped layer?)";
+        string flag = m.Groups[2].Value switch
+        {
+            "column_order" => "\"permuted\": false", "row_scales" => "\"row_scaled\": false",
+            "group_of_column" => "\"group_map\": false", "codebook_scales" => "\"int8_codebooks\": false",
+            _ => "its kind and flags",
+        };
+        return $"tensor '{tensor}' is stored but layer {i}'s manifest entry says {flag}: the flags and the data disagree";
+    }
+
+    private static QuantizedLayer ReadLayer(JsonObject e, Dictionary<string, Blob> blobs, string p, HashSet<string> used,
+                                            Func<string, MsavqFormatException> bad)
     {
         string name = e["name"]?.GetValue<string>() ?? throw bad($"{p}: no name");
+        if (string.IsNullOrWhiteSpace(name)) throw bad($"{p}: empty layer name");
         int rows = e["rows"]!.GetValue<int>(), cols = e["columns"]!.GetValue<int>();
         if (rows < 1 || cols < 1) throw bad($"layer '{name}': shape {rows}×{cols}");
         Blob Need(string t, string dtype)
         {
             if (!blobs.TryGetValue(p + t, out var b)) throw bad($"layer '{name}': tensor '{p + t}' is missing");
             if (b.Dtype != dtype) throw bad($"layer '{name}': tensor '{p + t}' is {b.Dtype}, expected {dtype}");
+            used.Add(p + t);
             return b;
+        }
+        // fp16 values that scale or are weights: NaN or ±∞ would load and predict garbage with NaN scores.
+        Half[] Finite(Half[] values, string tensor)
+        {
+            int at = Array.FindIndex(values, v => !Half.IsFinite(v));
+            if (at >= 0) throw bad($"layer '{name}': tensor '{p + tensor}' holds a non-finite value ({values[at]} at {at})");
+            return values;
         }
         int[]? order = e["permuted"]!.GetValue<bool>() ? UnpackMap(Need("column_order", "U8").Data, cols, name, bad) : null;
         if (order is not null && (order.Length != cols || order.Distinct().Count() != cols || order.Any(j => j < 0 || j >= cols)))
             throw bad($"layer '{name}': column_order is not a permutation of {cols} columns");
-        Half[]? rowScales = e["row_scaled"]!.GetValue<bool>() ? ToF16(Need("row_scales", "F16").Data) : null;
+        Half[]? rowScales = e["row_scaled"]!.GetValue<bool>() ? Finite(ToF16(Need("row_scales", "F16").Data), "row_scales") : null;
         if (rowScales is not null && rowScales.Length != rows) throw bad($"layer '{name}': {rowScales.Length} row scales for {rows} rows");
         string kind = e["kind"]!.GetValue<string>();
         if (kind == "vector")
@@ -171,8 +209,8 @@ public static class QuantizedModelFile
                 Name = name, Rows = rows, Columns = cols, Kind = QuantizedKind.Vector, VectorDim = d, RowsPerGroup = r,
                 ColumnsPerGroup = c, CodebookSizes = sizes, Int8Codebooks = int8, Codes = codes, ColumnOrder = order, RowScales = rowScales,
                 CodebookValues = int8 ? Split(Need("codebooks", "I8").Data.Select(b => unchecked((sbyte)b)).ToArray(), offsets, name, bad) : Array.Empty<sbyte[]>(),
-                CodebookScales = int8 ? ToF16(Need("codebook_scales", "F16").Data) : Array.Empty<Half>(),
-                CodebookHalves = int8 ? Array.Empty<Half[]>() : Split(ToF16(Need("codebooks", "F16").Data), offsets, name, bad),
+                CodebookScales = int8 ? Finite(ToF16(Need("codebook_scales", "F16").Data), "codebook_scales") : Array.Empty<Half>(),
+                CodebookHalves = int8 ? Array.Empty<Half[]>() : Split(Finite(ToF16(Need("codebooks", "F16").Data), "codebooks"), offsets, name, bad),
             };
             if (int8 && layer.CodebookScales.Length != tiles) throw bad($"layer '{name}': {layer.CodebookScales.Length} codebook scales for {tiles} tiles");
             return layer;
@@ -183,7 +221,7 @@ public static class QuantizedModelFile
         int[]? map = e["group_map"]!.GetValue<bool>() ? UnpackMap(Need("group_of_column", "U8").Data, cols, name, bad) : null;
         if (map is not null && (map.Length != cols || map.Any(x => x < 0 || x >= cols))) throw bad($"layer '{name}': group map out of range");
         int groups = map is null ? (cols + g - 1) / g : map.Max() + 1;
-        var scales = ToF16(Need("scales", "F16").Data);
+        var scales = Finite(ToF16(Need("scales", "F16").Data), "scales");
         if (scales.Length != rows * groups) throw bad($"layer '{name}': {scales.Length} scales for {rows}×{groups} groups");
         var codesB = Need("codes", "U8").Data;
         if (codesB.Length != BitPacking.PackedBytes((long)rows * cols, bits)) throw bad($"layer '{name}': codes have {codesB.Length} bytes, expected {BitPacking.PackedBytes((long)rows * cols, bits)}");

@@ -39,6 +39,34 @@ internal static class SafetensorsContainer
         return result;
     }
 
+    /// <summary>
+    /// The length of the data a header declares (the largest end offset of its tensors), from the header's JSON alone:
+    /// how a reader knows the size of a container before reading its data.
+    /// </summary>
+    /// <exception cref="MsavqFormatException">The header is not a safetensors header.</exception>
+    public static long DeclaredDataLength(ReadOnlySpan<byte> headerJson, string file)
+    {
+        try
+        {
+            var header = JsonNode.Parse(headerJson) as JsonObject ?? throw new MsavqFormatException(file, "not an MSAVQ file: the header is not a JSON object");
+            long end = 0;
+            foreach (var (name, node) in header)
+            {
+                if (name == "__metadata__") continue;
+                var off = node?["data_offsets"] as JsonArray ?? throw new MsavqFormatException(file, $"tensor '{name}' has no data offsets");
+                if (off.Count != 2) throw new MsavqFormatException(file, $"tensor '{name}' has {off.Count} data offsets");
+                long e = off[1]!.GetValue<long>();
+                if (e < 0) throw new MsavqFormatException(file, $"tensor '{name}' has invalid offsets");
+                end = Math.Max(end, e);
+            }
+            return end;
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException or NullReferenceException)
+        {
+            throw new MsavqFormatException(file, $"not an MSAVQ file: unreadable header ({e.GetType().Name})", e);
+        }
+    }
+
     /// <param name="checkMetadata">Runs on the metadata before any tensor is read (a file of another kind fails there, by its magic).</param>
     /// <exception cref="MsavqFormatException">Anything that breaks the container's rules, naming the file.</exception>
     public static (Dictionary<string, string> Metadata, Dictionary<string, Blob> Blobs) Read(byte[] bytes, string file, long maxHeaderBytes,

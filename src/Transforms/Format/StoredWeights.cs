@@ -14,6 +14,9 @@ public static class StoredWeights
     public static void Write(IQuantizableModel model, QuantizedModel quantized, string source)
     {
         var byName = model.QuantizableLayers.ToDictionary(l => l.Name);
+        var seen = new HashSet<string>();
+        foreach (var l in quantized.Layers)
+            if (!seen.Add(l.Name)) throw new MsavqFormatException(source, $"layer '{l.Name}' is stored twice (each layer is restored exactly once)");
         foreach (var l in quantized.Layers)
         {
             var target = Target(byName, l, source);

@@ -28,8 +28,8 @@ internal static unsafe class LookupTables
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // kernels: skip tier-0 code
     public static void Build(PackedVqWeight w, int tile, float* x, float* table, float* groupMax, bool simd)
     {
-        int s = w.Stride[tile], d = w.D, positions = w.Positions;
-        fixed (float* book = &w.Codebooks[w.CodebookOffset[tile]])
+        int s = w._stride[tile], d = w.D, positions = w.Positions;
+        fixed (float* book = &w._codebooks[w._codebookOffset[tile]])
             if (simd && Avx.IsSupported)
             {
                 // The group's max stays in a register; one horizontal reduction per group.

@@ -51,7 +51,7 @@ public static unsafe class LutKernel
             for (int cg = 0; cg < w.ColumnGroups; cg++)
                 for (int rg = 0; rg < w.RowGroups; rg++)
                 {
-                    int tile = rg * w.ColumnGroups + cg, stride = w.Stride[tile];
+                    int tile = rg * w.ColumnGroups + cg, stride = w._stride[tile];
                     for (int b = 0; b < batch; b++)
                     {
                         LookupTables.Build(w, tile, xs + b * w.Columns + cg * w.ColumnsPerGroup, t, m, simd: false);
@@ -80,12 +80,12 @@ public static unsafe class LutKernel
     {
         ArgumentNullException.ThrowIfNull(w);
         if (batch < 1) throw new ArgumentOutOfRangeException(nameof(batch), batch, "At least one row.");
-        if (x.Length != batch * w.Columns) throw new ArgumentException($"x holds {x.Length} values; {batch}×{w.Columns} expected.", nameof(x));
-        if (y.Length != batch * w.Rows) throw new ArgumentException($"y holds {y.Length} values; {batch}×{w.Rows} expected.", nameof(y));
+        if (x.Length != (long)batch * w.Columns) throw new ArgumentException($"x holds {x.Length} values; {batch}×{w.Columns} expected.", nameof(x));
+        if (y.Length != (long)batch * w.Rows) throw new ArgumentException($"y holds {y.Length} values; {batch}×{w.Rows} expected.", nameof(y));
     }
 
     // +4: the gather reads a dword at each byte entry.
-    private static int ScratchSize(PackedVqWeight w) => w.Positions * w.Stride.Max() + 4;
+    private static int ScratchSize(PackedVqWeight w) => w.Positions * w._stride.Max() + 4;
 
     // Codes are in the permuted column order (docs/quantized-format.md): gather x once instead of scattering W.
     // Non-finite values are zeroed here (int8 scales would turn them into garbage) and their rows set to NaN after.
@@ -96,7 +96,7 @@ public static unsafe class LutKernel
         for (int b = 0; b < batch; b++)
             for (int j = 0; j < w.Columns; j++)
             {
-                float v = x[b * w.Columns + (w.ColumnOrder?[j] ?? j)];
+                float v = x[b * w.Columns + (w._columnOrder?[j] ?? j)];
                 xp[b * w.Columns + j] = float.IsFinite(v) ? v : 0;
             }
         return xp;
@@ -114,7 +114,7 @@ public static unsafe class LutKernel
         y.Clear();
         foreach (var p in partial)
             for (int i = 0; i < y.Length; i++) y[i] += p[i];
-        if (w.RowScales is { } s)
+        if (w._rowScales is { } s)
             for (int b = 0; b < batch; b++)
                 for (int i = 0; i < w.Rows; i++) y[b * w.Rows + i] *= s[i];
     }
@@ -131,21 +131,21 @@ public static unsafe class LutKernel
         bool simd = useSimd && Avx2.IsSupported;
         fixed (float* y = acc, t = table, s = scales, m = max, xs = xp)
         fixed (sbyte* tq = q)
-        fixed (byte* codes = w.Codes)
+        fixed (byte* codes = w._codes)
             for (int cg = cg0; cg < cg1; cg++)
                 for (int rg = 0; rg < w.RowGroups; rg++)
                 {
-                    int tile = rg * w.ColumnGroups + cg, stride = w.Stride[tile];
-                    byte* c = codes + w.CodeOffset[tile];
+                    int tile = rg * w.ColumnGroups + cg, stride = w._stride[tile];
+                    byte* c = codes + w._codeOffset[tile];
                     for (int b = 0; b < batch; b++)
                     {
                         LookupTables.Build(w, tile, xs + b * w.Columns + cg * w.ColumnsPerGroup, t, m, simd);
                         float* yb = y + b * w.Rows + rg * w.RowsPerGroup;
                         if (exact) { FloatTile(w, tile, t, stride, yb); continue; }
                         LookupTables.Quantize(t, w.Positions, stride, m, tq, s, simd);
-                        if (w.Layout[tile] == TileCodes.Nibbles && simd) Avx2NibbleTile(c, tq, w.Positions, w.RowsPerGroup, s, yb);
-                        else if (w.Layout[tile] == TileCodes.Bytes && simd && w.ByteBlockRows == 8) Avx2ByteTile(c, tq, stride, w.Positions, w.RowsPerGroup, s, yb);
-                        else if (w.Layout[tile] == TileCodes.Bytes) ByteTile(c, tq, stride, w.Positions, w.RowsPerGroup, w.ByteBlockRows, s, yb);
+                        if (w._layout[tile] == TileCodes.Nibbles && simd) Avx2NibbleTile(c, tq, w.Positions, w.RowsPerGroup, s, yb);
+                        else if (w._layout[tile] == TileCodes.Bytes && simd && w.ByteBlockRows == 8) Avx2ByteTile(c, tq, stride, w.Positions, w.RowsPerGroup, s, yb);
+                        else if (w._layout[tile] == TileCodes.Bytes) ByteTile(c, tq, stride, w.Positions, w.RowsPerGroup, w.ByteBlockRows, s, yb);
                         else NibbleTile(c, tq, w.Positions, w.RowsPerGroup, s, yb);
                     }
                 }

@@ -32,4 +32,9 @@ public sealed class ModelFormatAttribute(string name, Type reader) : Attribute
     public string Name { get; } = name;
     /// <summary>A public class with a parameterless constructor implementing <see cref="IModelReader"/>.</summary>
     public Type Reader { get; } = reader;
+    /// <summary>
+    /// The first bytes every file of the format starts with (ASCII), if it has such a magic: a pipeline's model entry
+    /// that does not start with them is rejected before it is inflated.
+    /// </summary>
+    public string? Magic { get; set; }
 }

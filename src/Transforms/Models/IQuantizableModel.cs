@@ -40,6 +40,13 @@ public interface IQuantizableModel
     /// the caller keeps the full-precision model.
     /// </summary>
     IQuantizableModel Clone();
+
+    /// <summary>
+    /// Why the model cannot calibrate on <paramref name="row"/> — a target outside its vocabulary, a text longer than it
+    /// reads, an image of the wrong size — or null when it can. Calibration checks every row before any work and names
+    /// the first bad one. The default accepts every row (<see cref="Encode"/> still rejects what it cannot encode).
+    /// </summary>
+    string? RowProblem(ModelRow row) => null;
 }
 
 /// <summary>Predicted answers with the model's probability for each.</summary>

@@ -98,6 +98,81 @@ public sealed class ChainBadInputTests
         StringAssert.Contains(e.Message, "'layers.9.nope'");
     }
 
+    /// <summary>Calibration rows from the generator, with row 1 edited.</summary>
+    private static IDataView WithRow1(MLContext ml, string? question = null, string? answer = null, bool nullQuestion = false)
+    {
+        var rows = new ShapesVqaGenerator(1).Take(3).Select(e => new QaRow { Image = e.Image, Question = e.Question, Answer = e.Answer }).ToList();
+        if (question is not null || nullQuestion) rows[1].Question = question!;
+        if (answer is not null) rows[1].Answer = answer;
+        return ml.Data.LoadFromEnumerable(rows);
+    }
+
+    private sealed class QaRow
+    {
+        public byte[] Image { get; set; } = [];
+        public string Question { get; set; } = "";
+        public string Answer { get; set; } = "";
+    }
+
+    /// <summary>Counts calibration batches, to show a failure came before any.</summary>
+    private sealed class Batches : IProgress<QuantizationProgress>
+    {
+        public int Count;
+        public void Report(QuantizationProgress value) { if (value.Stage == "calibrate") Count++; }
+    }
+
+    [TestMethod]
+    [DataRow("", false)]
+    [DataRow("   ", false)]
+    [DataRow(null, true)]
+    public void EmptyQuestion_IsRejected_NamingTheRow(string? question, bool nullQuestion)
+    {
+        var ml = new MLContext(0);
+        var e = Assert.ThrowsExactly<ArgumentException>(() => Chain(ml, TinyVlm.Create()).Fit(WithRow1(ml, question: question, nullQuestion: nullQuestion)));
+        StringAssert.Contains(e.Message, "row 1");
+        StringAssert.Contains(e.Message, "'Question'");
+    }
+
+    [TestMethod]
+    [DataRow("   ")]
+    [DataRow("zebra")]
+    [DataRow("purple zebra")]
+    public void AnswerOutsideTheVocabulary_OrBlank_IsRejected_NamingTheRow(string answer)
+    {
+        var ml = new MLContext(0);
+        var batches = new Batches();
+        var e = Assert.ThrowsExactly<ArgumentException>(() => ml.Msavq()
+            .CollectCalibration(new CalibrationCollector.Options { Model = TinyVlm.Create(), BatchSize = 8, Progress = batches })
+            .Fit(WithRow1(ml, answer: answer)));
+        StringAssert.Contains(e.Message, "row 1");
+        if (answer.Trim().Length > 0) StringAssert.Contains(e.Message, "vocabulary ('zebra')");
+        Assert.AreEqual(0, batches.Count, "rejected before calibration");
+    }
+
+    [TestMethod]
+    [DataRow(-1.0, 2)]
+    [DataRow(0.0, 2)]
+    [DataRow(double.NaN, 2)]
+    [DataRow(double.PositiveInfinity, 2)]
+    [DataRow(2.25, 3)]
+    [DataRow(2.25, 0)]
+    public void BadBudgetOrVectorDimension_FailsBeforeCalibration(double bits, int vectorDimension)
+    {
+        var ml = new MLContext(0);
+        var options = new SensitivityEstimator.Options { TargetBitsPerWeight = 2.25, WeightsPerCodebook = 256 };
+        var sensitivity = ml.Msavq().EstimateSensitivity(options);
+        options.TargetBitsPerWeight = bits;             // set after construction: schema propagation still catches it
+        options.VectorDimension = vectorDimension;
+        var batches = new Batches();
+        var chain = ml.Msavq().CollectCalibration(new CalibrationCollector.Options { Model = TinyVlm.Create(), BatchSize = 8, Progress = batches })
+            .Append(sensitivity).Append(ml.Msavq().QuantizeMixedPrecisionVq());
+        var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => chain.Fit(TinyChain.Calibration(ml)));
+        StringAssert.Contains(e.Message, vectorDimension == 2 ? "TargetBitsPerWeight" : "VectorDimension");
+        Assert.AreEqual(0, batches.Count, "no calibration batch ran");
+        // And at construction, for options already bad then.
+        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Msavq().EstimateSensitivity(bits, vectorDimension: vectorDimension));
+    }
+
     /// <summary>A model that lists one Linear its forward pass never calls.</summary>
     private sealed class ModelWithSilentLayer(ShapesVlm inner) : IQuantizableModel
     {

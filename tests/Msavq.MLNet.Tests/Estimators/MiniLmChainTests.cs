@@ -22,6 +22,7 @@ public sealed class MiniLmChainTests
             {
                 Model = model, ImageColumnName = null, TextColumnName = BrownCorpus.TextColumn, AnswerColumnName = BrownCorpus.NextColumn,
                 LayerNames = block0, BatchSize = 8,
+                ReleaseAfterQuantization = false,   // kept, to look at them below (a chain frees them by default)
             })
             .Append(ml.Msavq().EstimateSensitivity(targetBitsPerWeight: 3.0))
             .Append(ml.Msavq().QuantizeMixedPrecisionVq(new MixedPrecisionVqEstimator.Options { KMeansIterations = 10, ScoreRows = false }))
@@ -36,6 +37,7 @@ public sealed class MiniLmChainTests
             Assert.IsGreaterThan(0.0, s.TextTokens);
             Assert.IsGreaterThan(0.0, s.Text.WeightGradient().abs().max().item<double>(), $"{s.Layer}: the contrastive loss gives G ≠ 0");
         }
+        calibration.Dispose();
         Assert.IsTrue(plan.Plan.Layers.All(l => l.ColumnOrder is null), "one modality: no affinity permutation to pay for");
         Assert.IsLessThanOrEqualTo(3.0 + 1e-9, quantizer.BitsPerWeight);
         Assert.AreSame(pairs.Schema, quantizer.GetOutputSchema(pairs.Schema), "a sentence encoder's transformer passes rows through");

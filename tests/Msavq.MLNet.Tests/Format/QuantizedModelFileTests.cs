@@ -3,6 +3,7 @@ using Microsoft.ML.Data;
 using Msavq.MLNet.Data;
 using Msavq.MLNet.Format;
 using Msavq.MLNet.Models;
+using Msavq.MLNet.Quantization;
 using Msavq.MLNet.Tests.Estimators;
 using Msavq.MLNet.Tests.Models;
 
@@ -105,6 +106,58 @@ public sealed class QuantizedModelFileTests
         var flipped = (byte[])bytes.Clone();
         flipped[^5] ^= 0x10;
         StringAssert.Contains(Error(flipped), "checksum mismatch");
+    }
+
+    [TestMethod]
+    public void ManifestsThatDisagreeWithTheirData_AreRejected()
+    {
+        var bytes = Files.TryGetValue(QuantizationMethod.Msavq, out var b) ? b : Quantized(QuantizationMethod.Msavq).Bytes;
+        string Error(byte[] content) => Assert.ThrowsExactly<MsavqFormatException>(() => QuantizedModelFile.FromBytes(content, "model.msavq")).Reason;
+        StringAssert.Contains(Error(WithManifest(bytes, m => m["layers"] = new System.Text.Json.Nodes.JsonArray())), "no layers");
+        // One layer dropped from the manifest, its tensors left behind.
+        StringAssert.Contains(Error(WithManifest(bytes, m => m["layers"]!.AsArray().RemoveAt(m["layers"]!.AsArray().Count - 1))), "does not list");
+        StringAssert.Contains(Error(WithManifest(bytes, m => m["layers"]![1]!["name"] = m["layers"]![0]!["name"]!.GetValue<string>())), "listed twice");
+        Assert.IsTrue(QuantizedModelFile.FromBytes(bytes, "model.msavq").Layers[0].ColumnOrder is not null, "MSAVQ layers are permuted");
+        StringAssert.Contains(Error(WithManifest(bytes, m => m["layers"]![0]!["permuted"] = false)), "\"permuted\": false");
+        // In code: a model with a layer twice cannot be written into a network.
+        var model = QuantizedModelFile.FromBytes(bytes, "model.msavq");
+        var twice = model with { Layers = model.Layers.Append(model.Layers[0]).ToList() };
+        using var vlm = TinyVlm.Create(11);
+        StringAssert.Contains(Assert.ThrowsExactly<MsavqFormatException>(() => StoredWeights.Write(vlm, twice, "in memory")).Reason, "stored twice");
+    }
+
+    [TestMethod]
+    public void NonFiniteScalesOrCodebooks_AreRejected()
+    {
+        var msavq = Files.TryGetValue(QuantizationMethod.Msavq, out var b) ? b : Quantized(QuantizationMethod.Msavq).Bytes;
+        var rtn = Files.TryGetValue(QuantizationMethod.Rtn, out var r) ? r : Quantized(QuantizationMethod.Rtn).Bytes;
+        var ml = new MLContext(0);
+        var fp16 = QuantizedModelFile.ToBytes(TinyChain.Fit(ml, QuantizationMethod.Gptvq, 3.5, TinyVlm.Create(11), CalibrationMode.OneShot,
+            sensitivity: s => s.Precision = CodebookPrecision.Float16).LastTransformer.Quantized);
+        Assert.IsFalse(QuantizedModelFile.FromBytes(fp16, "fp16.msavq").Layers[0].Int8Codebooks);
+        foreach (ushort bits in new ushort[] { 0x7E00, 0x7C00, 0xFC00 })   // NaN, +∞, −∞ as fp16
+            foreach (var (file, tensor) in new[] { (msavq, "layers.0.codebook_scales"), (rtn, "layers.2.scales"), (fp16, "layers.1.codebooks") })
+            {
+                var bad = WithTensor(file, tensor, data => System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(data.AsSpan(2), bits));
+                var e = Assert.ThrowsExactly<MsavqFormatException>(() => QuantizedModelFile.FromBytes(bad, "model.msavq"), $"{tensor} = 0x{bits:X4}");
+                StringAssert.Contains(e.Reason, "non-finite");
+                StringAssert.Contains(e.Reason, tensor);
+            }
+    }
+
+    /// <summary>The same file with one tensor's bytes edited and its checksum recomputed.</summary>
+    private static byte[] WithTensor(byte[] bytes, string tensor, Action<byte[]> edit)
+    {
+        int n = (int)System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(bytes);
+        var header = System.Text.Json.Nodes.JsonNode.Parse(bytes.AsSpan(8, n))!.AsObject();
+        var offsets = header[tensor]!["data_offsets"]!.AsArray();
+        int begin = 8 + n + (int)offsets[0]!.GetValue<long>(), end = 8 + n + (int)offsets[1]!.GetValue<long>();
+        var copy = (byte[])bytes.Clone();
+        var data = copy[begin..end];
+        edit(data);
+        data.CopyTo(copy, begin);
+        return WithManifest(copy, m => m["checksums"]![tensor] =
+            Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(data)).ToLowerInvariant());
     }
 
     /// <summary>The same file with its manifest edited and its checksum recomputed: a well-formed file that lies.</summary>

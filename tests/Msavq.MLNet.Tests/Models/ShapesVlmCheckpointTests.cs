@@ -95,4 +95,65 @@ public sealed class ShapesVlmCheckpointTests
     }
 
     private static byte[] Flip(byte[] b, int at) { b[at] ^= 0x40; return b; }
+
+    /// <summary>A valid checkpoint of <paramref name="model"/> whose config JSON is edited, its checksum recomputed.</summary>
+    private static byte[] WithConfig(ShapesVlm model, Action<System.Text.Json.Nodes.JsonObject> edit)
+    {
+        byte[] bytes = ShapesVlmCheckpoint.Serialize(model);
+        int configLength = (int)BitConverter.ToUInt32(bytes, 12);
+        var config = System.Text.Json.Nodes.JsonNode.Parse(bytes.AsSpan(16, configLength))!.AsObject();
+        edit(config);
+        byte[] json = System.Text.Encoding.UTF8.GetBytes(config.ToJsonString());
+        using var ms = new MemoryStream();
+        ms.Write(bytes, 0, 12);
+        ms.Write(BitConverter.GetBytes((uint)json.Length));
+        ms.Write(json);
+        ms.Write(bytes, 16 + configLength, bytes.Length - 32 - 16 - configLength);
+        ms.Write(System.Security.Cryptography.SHA256.HashData(ms.ToArray()));
+        return ms.ToArray();
+    }
+
+    [TestMethod]
+    [DataRow("PatchSize", 0)]
+    [DataRow("PatchSize", 3)]
+    [DataRow("TextHeads", 0)]
+    [DataRow("TextHeads", 5)]
+    [DataRow("TextWidth", -1)]
+    [DataRow("TextWidth", 3000000)]
+    [DataRow("VisionLayers", -2)]
+    [DataRow("MaxTextTokens", 0)]
+    [DataRow("ImageSize", 1 << 30)]
+    public void Load_ACraftedConfig_FailsNamingTheField_BeforeAllocating(string field, int value)
+    {
+        using var model = TinyVlm.Create();
+        var bytes = WithConfig(model, c => c[field] = value);
+        long before = GC.GetTotalAllocatedBytes(precise: true);
+        var e = Assert.ThrowsExactly<InvalidDataException>(() => ShapesVlmCheckpoint.Load(bytes, "crafted.ckpt"));
+        StringAssert.Contains(e.Message, "crafted.ckpt");
+        StringAssert.Contains(e.Message, field);
+        Assert.IsLessThan(16L << 20, GC.GetTotalAllocatedBytes(precise: true) - before, "nothing big allocated");
+    }
+
+    [TestMethod]
+    public void Load_AConfigLargerThanItsWeights_FailsBeforeAllocating()
+    {
+        using var model = TinyVlm.Create();
+        // Every field in range, but 200 decoder layers of the tiny widths are more weights than the file holds.
+        var e = Assert.ThrowsExactly<InvalidDataException>(() => ShapesVlmCheckpoint.Load(WithConfig(model, c => c["TextLayers"] = 200), "big.ckpt"));
+        StringAssert.Contains(e.Message, "parameters");
+        var vocabulary = Assert.ThrowsExactly<InvalidDataException>(() => ShapesVlmCheckpoint.Load(WithConfig(model, c => c["Vocabulary"] = null), "v.ckpt"));
+        StringAssert.Contains(vocabulary.Message, "Vocabulary");
+    }
+
+    [TestMethod]
+    public void ParameterCount_IsTheModelsOwn()
+    {
+        foreach (var config in new[] { new ShapesVlmConfig(), TinyVlm.Config, TinyVlm.Config with { ImageGridPositions = true, PatchSize = 4 } })
+        {
+            using var model = new ShapesVlm(config);
+            Assert.AreEqual(model.parameters().Sum(p => p.numel()), config.ParameterCount(), config.ToString());
+        }
+        var e = Assert.ThrowsExactly<ArgumentException>(() => new ShapesVlm(TinyVlm.Config with { TextHeads = 0 }));
+        Assert.AreEqual("TextHeads", e.ParamName);
+    }
 }
