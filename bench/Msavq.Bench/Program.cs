@@ -55,7 +55,9 @@ public static class Program
                 .WithDescription("BenchmarkDotNet: 4096² layer, fp32 linear vs C# GEMV vs 2-bit look-ups, hot and cold; read bandwidth.");
             c.SetExceptionHandler((ex, _) =>
             {
-                (console ?? AnsiConsole.Console).MarkupLine($"[red]error:[/] {Markup.Escape((ex.InnerException ?? ex).Message)}");
+                var c = console ?? AnsiConsole.Console;
+                c.MarkupLine($"[red]error:[/] {Markup.Escape((ex.InnerException ?? ex).Message)}");
+                if (Environment.GetEnvironmentVariable("MSAVQ_BENCH_TRACE") is not null) c.WriteLine(ex.ToString());
                 return ex is OperationCanceledException ? 130 : 1;
             });
         });

@@ -32,6 +32,9 @@ public static class Defaults
     public const bool RowScales = false;
     /// <summary>γ: exponent of the global (layer) salience in the combined score (§8.3).</summary>
     public const double GlobalExponent = 1.0;
+    public const Curvature CurvatureModel = Curvature.Activation;
+    public const ColumnGrouping Grouping = ColumnGrouping.Affinity;
+    public const LocalSalience Local = LocalSalience.Obs;
     /// <summary>Tier step in index bits per weight (tiers b̄ − step, b̄, b̄ + step).</summary>
     public const double TierStep = 0.5;
 
@@ -47,12 +50,46 @@ public static class Defaults
     /// <summary>λ relative to mean(diag A) (§8.2).</summary>
     public const double RelativeDamping = 0.01;
     public const CodebookPrecision Precision = CodebookPrecision.Int8;
+    /// <summary>MSAVQ's sweep direction over the ordered columns (false: LDLQ's last-to-first).</summary>
+    public const bool SweepForward = false;
     /// <summary>Codebook fine-tuning steps after quantization (0 = off).</summary>
     public const int FineTuneSteps = 0;
     public const double FineTuneLearningRate = 1e-3;
     public const int FineTuneBatchSize = 16;
     public const int KMeansIterations = 100;
     public const int Seed = 0;
+}
+
+/// <summary>Which second-order model of the loss MSAVQ's allocation, shift and sweep share (one model for all three, §6.1).</summary>
+public enum Curvature
+{
+    /// <summary>A = E[x xᵀ] (modality-weighted) with the output factor b = E[δ²]: the layer-output proxy of GPTQ, weighted by b.</summary>
+    Activation,
+    /// <summary>
+    /// The K-FAC Fisher of the loss: A_F = E[‖δ‖² x xᵀ] / E[‖δ‖²] with b_F = E[δ²] — inputs weighed by how much loss
+    /// curvature their token carries, so the tokens the objective depends on dominate (§6.6 sketch A, one step).
+    /// </summary>
+    Fisher,
+}
+
+/// <summary>How input columns are ordered before they are cut into codebook tiles (§8.3 "structure").</summary>
+public enum ColumnGrouping
+{
+    /// <summary>Natural order: contiguous tiles.</summary>
+    Contiguous,
+    /// <summary>Sorted by modality affinity a_j = V_jj/(V_jj+T_jj): each tile an affinity bin (needs both modalities).</summary>
+    Affinity,
+    /// <summary>Sorted by local salience (RSAVQ's sensitivity-sorted channel groups): salient columns share tiles, and bits.</summary>
+    Salience,
+}
+
+/// <summary>The local (channel) sensitivity of §8.3.</summary>
+public enum LocalSalience
+{
+    /// <summary>OBS: Σ_i b_i W_ij² / [A_λ⁻¹]_jj.</summary>
+    Obs,
+    /// <summary>RSAVQ's gradient form ½ gᵀ F⁻¹ g with the diagonal Kronecker Fisher F_ij = b_i A_jj: Σ_i G_ij² / (b_i A_jj).</summary>
+    Gradient,
 }
 
 /// <summary>How layer statistics are gathered (architecture.md §2).</summary>

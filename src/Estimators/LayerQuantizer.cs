@@ -78,11 +78,12 @@ public static class LayerQuantizer
             {
                 using var q = MsavqLayer.Quantize(w, stats.Combine(plan.VisionWeight),
                     new MsavqLayerPlan(plan.Layout!, plan.TileCodebookSizes!, plan.ColumnOrder, plan.RowScales,
-                        TrialBits: Math.Max(2, (int)Math.Round(plan.Cost.IndexBitsPerWeight))),
+                        TrialBits: Math.Max(2, (int)Math.Round(plan.Cost.IndexBitsPerWeight)), plan.Curvature),
                     new MsavqLayerOptions
                     {
                         GradientShift = o.GradientShift, Beta = o.Beta, ShiftTrustRatio = o.ShiftTrustRatio,
                         RelativeDamping = o.RelativeDamping, KMeans = kmeans, Precision = precision, RefineCodebooks = o.RefineCodebooks,
+                        Forward = o.SweepForward,
                     });
                 stored = QuantizedLayerBuilder.FromVector(plan.Layer, q.Weight, q.ColumnOrder, q.RowScales);
                 break;

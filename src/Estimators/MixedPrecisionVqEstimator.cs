@@ -37,6 +37,8 @@ public sealed class MixedPrecisionVqEstimator : IEstimator<MixedPrecisionVqTrans
         public double FineTuneLearningRate { get; set; } = Defaults.FineTuneLearningRate;
         /// <summary>Calibration rows per fine-tuning step.</summary>
         public int FineTuneBatchSize { get; set; } = Defaults.FineTuneBatchSize;
+        /// <summary>MSAVQ sweeps the (ordered) columns first to last, as GPTQ and GPTVQ do, rather than LDLQ's last to first.</summary>
+        public bool SweepForward { get; set; } = Defaults.SweepForward;
         /// <summary>GPTQ processes columns by decreasing diag(A), with groups fixed up front (act-order + static groups).</summary>
         public bool GptqActOrder { get; set; } = true;
         public double RelativeDamping { get; set; } = Defaults.RelativeDamping;

@@ -19,6 +19,8 @@ public sealed record CurveConfig(QuantizationMethod Method, string Settings)
         ["shift"] = "gradient shift β (0 = off)", ["trust"] = "shift trust ratio τ", ["ft"] = "codebook fine-tuning steps",
         ["lr"] = "fine-tuning learning rate", ["ftbatch"] = "fine-tuning batch size", ["kmeans"] = "k-means iterations",
         ["refine"] = "closed-form codebook refinement (0/1)", ["damp"] = "relative damping λ",
+        ["curv"] = "curvature: activation or fisher", ["group"] = "column grouping: contiguous, affinity or salience",
+        ["local"] = "local salience: obs or gradient", ["forward"] = "MSAVQ sweeps first to last (0/1)",
     };
 
     public string Name => Method.ToString().ToLowerInvariant() + (Settings.Length > 0 ? ":" + Settings : "");
@@ -42,6 +44,12 @@ public sealed record CurveConfig(QuantizationMethod Method, string Settings)
             var kv = pair.Split('=', 2);
             if (kv.Length != 2 || !Keys.ContainsKey(kv[0]))
                 throw new ArgumentException($"'{pair}' in '{Name}': expected key=value with key one of {string.Join(", ", Keys.Keys)}.");
+            switch (kv[0])
+            {
+                case "curv": plan.Curvature = Enum.Parse<Curvature>(kv[1], ignoreCase: true); continue;
+                case "group": plan.ColumnGrouping = Enum.Parse<ColumnGrouping>(kv[1], ignoreCase: true); continue;
+                case "local": plan.LocalSalience = Enum.Parse<LocalSalience>(kv[1], ignoreCase: true); continue;
+            }
             double v = double.Parse(kv[1], CultureInfo.InvariantCulture);
             switch (kv[0])
             {
@@ -62,6 +70,7 @@ public sealed record CurveConfig(QuantizationMethod Method, string Settings)
                 case "ftbatch": quantize.FineTuneBatchSize = (int)v; break;
                 case "kmeans": quantize.KMeansIterations = (int)v; break;
                 case "refine": quantize.RefineCodebooks = v != 0; break;
+                case "forward": quantize.SweepForward = v != 0; break;
             }
         }
     }

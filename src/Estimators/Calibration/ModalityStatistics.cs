@@ -9,7 +9,11 @@ namespace Msavq.MLNet.Calibration;
 /// <param name="G">Σ w δ xᵀ / Σ w: the gradient.</param>
 /// <param name="CurvatureA">Σ w ‖δ_s‖² x xᵀ / Σ w: inputs weighted by how much curvature their token carries.</param>
 /// <param name="CurvatureB">Σ w δ_s² / Σ w ‖δ_s‖²: the output factor that pairs with <paramref name="CurvatureA"/>.</param>
-public sealed record CombinedStatistics(Tensor A, Tensor B, Tensor G, Tensor CurvatureA, Tensor CurvatureB, double VisionWeight);
+public sealed record CombinedStatistics(Tensor A, Tensor B, Tensor G, Tensor CurvatureA, Tensor CurvatureB, double VisionWeight)
+{
+    /// <summary>The Kronecker factors (input, output diagonal) of the chosen second-order model.</summary>
+    public (Tensor A, Tensor B) Factors(Curvature curvature) => curvature == Curvature.Fisher ? (CurvatureA, CurvatureB) : (A, B);
+}
 
 /// <summary>
 /// One layer's calibration statistics kept apart by modality (algorithm.md §8.2): image tokens and text tokens each

@@ -21,6 +21,13 @@ public sealed record BlockLdlqOptions
     /// processing; the identities of §5.1 hold for any fixed rule).
     /// </summary>
     public bool EuclideanAssignment { get; init; }
+    /// <summary>Lloyd iterations under the full D_k metric after the diagonal k-means (0: the diagonal fit alone).</summary>
+    public int FullMetricIterations { get; init; } = 10;
+    /// <summary>
+    /// Sweep the columns first to last (GPTQ's and GPTVQ's order) instead of LDLQ's last to first. Both are exact
+    /// sequential block-OBS; which columns absorb the others' errors is what differs (§8.4 "forward-order alternative").
+    /// </summary>
+    public bool Forward { get; init; }
     /// <summary>Use this codebook [K, d] for every tile instead of fitting one (no refinement); for analysis and tests.</summary>
     public Tensor? FixedCodebook { get; init; }
 }
@@ -38,6 +45,7 @@ public static class BlockLdlq
     /// <param name="rowWeights">b [m] (output factor diagonal), or null.</param>
     public static VectorQuantizedWeight Quantize(Tensor target, Tensor a, Tensor? rowWeights, BlockLdlqOptions o)
     {
+        if (o.Forward) return Forward(target, a, rowWeights, o);
         long m = target.shape[0], n = target.shape[1];
         var layout = o.Layout ?? new VqLayout(2, (int)m, (int)Math.Min(n, 256));
         layout.Validate(m, n);
@@ -110,6 +118,39 @@ public static class BlockLdlq
         };
     }
 
+    /// <summary>
+    /// The forward sweep as LDLQ on the column-reversed problem: reversed, the last column comes first. Tiles, vectors
+    /// and the components of each codeword are mirrored back, so the result is laid out like any other.
+    /// </summary>
+    private static VectorQuantizedWeight Forward(Tensor target, Tensor a, Tensor? rowWeights, BlockLdlqOptions o)
+    {
+        long m = target.shape[0], n = target.shape[1];
+        var layout = o.Layout ?? new VqLayout(2, (int)m, (int)Math.Min(n, 256));
+        layout.Validate(m, n);
+        int rg = layout.RowGroups(m), cgN = layout.ColumnGroups(n);
+        using var scope = NewDisposeScope();
+        var flip = arange(n - 1, -1, -1, ScalarType.Int64, target.device);
+        int[]? sizes = o.TileCodebookSizes is { } s
+            ? Enumerable.Range(0, rg * cgN).Select(t => s[t / cgN * cgN + cgN - 1 - t % cgN]).ToArray()
+            : null;
+        using var mirrored = Quantize(target.index_select(1, flip), a.index_select(0, flip).index_select(1, flip), rowWeights,
+            o with { Forward = false, Layout = layout, TileCodebookSizes = sizes });
+        var vectors = arange(n / layout.VectorDim - 1, -1, -1, ScalarType.Int64, target.device);
+        var books = Enumerable.Range(0, rg * cgN)
+            .Select(t => mirrored.Codebooks[t / cgN * cgN + cgN - 1 - t % cgN].flip(1).MoveToOuterDisposeScope()).ToArray();
+        return new VectorQuantizedWeight
+        {
+            Layout = layout, Indices = mirrored.Indices.index_select(1, vectors).MoveToOuterDisposeScope(), Codebooks = books,
+            Precision = mirrored.Precision,
+        };
+    }
+
+    /// <summary>
+    /// One codebook per row group of the column group (§8.4 step 6): weighted k-means with the diagonal of each
+    /// vector's D_k, then Lloyd iterations under the full D_k metric the sweep assigns with (E-step: D_k-weighted
+    /// nearest codeword; M-step: c = (Σ M_p)⁻¹ Σ M_p z_p), so the codebook fits the cost it is used for — with
+    /// correlated inputs the diagonal alone weighs each dimension as if the other were free.
+    /// </summary>
     private static IReadOnlyList<Tensor> FitTiles(Tensor z, Tensor dGroup, Tensor? b, VqLayout layout, int cg, int[] sizes,
                                                  int cgN, BlockLdlqOptions o)
     {
@@ -117,6 +158,7 @@ public static class BlockLdlq
         var diagD = dGroup.diagonal(0, 1, 2);                               // [C/d, d]
         int rowGroups = layout.RowGroups(z.shape[0]);
         var tileSizes = Enumerable.Range(0, rowGroups).Select(r => sizes[r * cgN + cg]).ToArray();
+        List<Tensor> books;
         if (tileSizes.All(s => s == tileSizes[0]))
         {
             using var batchScope = NewDisposeScope();
@@ -124,20 +166,33 @@ public static class BlockLdlq
             var w = diagD.reshape(1, 1, C / d, d).expand(rowGroups, R, C / d, d);
             if (b is not null) w = w * b.reshape(rowGroups, R, 1, 1);
             var (c, _) = WeightedKMeans.FitBatched(pts, w.reshape(rowGroups, -1, d), tileSizes[0], o.KMeans);
-            var rounded = Codebook.RoundEach(c, o.Precision);
-            return Enumerable.Range(0, rowGroups).Select(r => rounded[r].MoveToOuterDisposeScope()).ToList();
+            books = Enumerable.Range(0, rowGroups).Select(r => c[r].MoveToOuterDisposeScope()).ToList();
         }
-        var list = new List<Tensor>();
-        for (int r = 0; r < layout.RowGroups(z.shape[0]); r++)
+        else
+        {
+            books = new List<Tensor>();
+            for (int r = 0; r < rowGroups; r++)
+            {
+                using var scope = NewDisposeScope();
+                var pts = z[(r * R)..((r + 1) * R)].reshape(-1, d);
+                var w = diagD.unsqueeze(0).expand(R, C / d, d);
+                if (b is not null) w = w * b[(r * R)..((r + 1) * R)].reshape(R, 1, 1);
+                var (c, _) = WeightedKMeans.Fit(pts, w.reshape(-1, d), sizes[r * cgN + cg], o.KMeans);
+                books.Add(c.MoveToOuterDisposeScope());
+            }
+        }
+        for (int it = 0; it < o.FullMetricIterations && d > 1; it++)
         {
             using var scope = NewDisposeScope();
-            var pts = z[(r * R)..((r + 1) * R)].reshape(-1, d);
-            var w = diagD.unsqueeze(0).expand(R, C / d, d);
-            if (b is not null) w = w * b[(r * R)..((r + 1) * R)].reshape(R, 1, 1);
-            var (c, _) = WeightedKMeans.Fit(pts, w.reshape(-1, d), sizes[r * cgN + cg], o.KMeans);
-            list.Add(Codebook.Round(c, o.Precision).MoveToOuterDisposeScope());
+            var idx = stack(Enumerable.Range(0, C / d).Select(v => Nearest(z[.., (v * d)..(v * d + d)], books, dGroup[v]).Indices).ToList(), 1);
+            var next = Enumerable.Range(0, rowGroups).Select(r => CodewordSearch.Refine(books[r], z[(r * R)..((r + 1) * R)],
+                idx[(r * R)..((r + 1) * R)], dGroup, b?[(r * R)..((r + 1) * R)]).MoveToOuterDisposeScope()).ToList();
+            foreach (var old in books) old.Dispose();
+            books = next;
         }
-        return list;
+        var rounded = books.Select(c => Codebook.Round(c, o.Precision)).ToList();
+        foreach (var c in books) c.Dispose();
+        return rounded;
     }
 
     /// <summary>D_k-weighted nearest codeword per row; row groups may have codebooks of different sizes.</summary>

@@ -10,7 +10,9 @@ namespace Msavq.MLNet.Quantization;
 /// <param name="ColumnOrder">Input-column order the sweep works in (modality-affinity bins), or null.</param>
 /// <param name="RowScales">One fp16 scale per output row.</param>
 /// <param name="TrialBits">Bits of the RTN trial that sizes the shift's trust region.</param>
-public sealed record MsavqLayerPlan(VqLayout Layout, int[] TileCodebookSizes, long[]? ColumnOrder, bool RowScales, int TrialBits);
+/// <param name="Curvature">The second-order model (A, b) the shift and the sweep share.</param>
+public sealed record MsavqLayerPlan(VqLayout Layout, int[] TileCodebookSizes, long[]? ColumnOrder, bool RowScales, int TrialBits,
+                                    Curvature Curvature = Curvature.Activation);
 
 /// <summary>Options of <see cref="MsavqLayer"/>.</summary>
 public sealed record MsavqLayerOptions
@@ -19,13 +21,15 @@ public sealed record MsavqLayerOptions
     public bool GradientShift { get; init; }
     /// <summary>β: the step's trust factor.</summary>
     public double Beta { get; init; } = 0.3;
-    /// <summary>τ: the shift's A-norm is at most τ times a trial RTN error's.</summary>
+    /// <summary>τ: the shift's A-norm is at most τ times a trial RTN error's; 0 = no trust region (the step is β times Newton's).</summary>
     public double ShiftTrustRatio { get; init; } = 0.05;
     /// <summary>λ relative to mean(diag A).</summary>
     public double RelativeDamping { get; init; } = 0.01;
     public KMeansOptions KMeans { get; init; } = new();
     public CodebookPrecision Precision { get; init; } = CodebookPrecision.Int8;
     public bool RefineCodebooks { get; init; } = true;
+    /// <summary>Sweep first to last (<see cref="BlockLdlqOptions.Forward"/>).</summary>
+    public bool Forward { get; init; }
 }
 
 /// <summary>The MSAVQ layer step's result: the vector-quantized weight in the plan's column order, and its row scales.</summary>
@@ -39,7 +43,8 @@ public sealed record MsavqLayerResult(VectorQuantizedWeight Weight, Tensor? RowS
 /// §7.5) and with the codebook sizes the allocation chose (§8.3):
 /// <list type="number">
 /// <item>put W, A and G in the plan's column order (modality-affinity bins, §8.3 "structure");</item>
-/// <item>optionally shift the target: W* = W − s·B⁻¹·G·A⁻¹ with s = min(β, trust) (§8.4 step 1, §6.7);</item>
+/// <item>optionally shift the target: W* = W − s·diag(b)⁻¹·G·A⁻¹ with s = β (or min(β, trust)) on the sweep's own
+///   (A, b), so the shift and the sweep minimize one loss model (§8.4 step 1, §6.1, §6.7);</item>
 /// <item>optionally normalize rows (fp16 scales), folding s_i² into b so the objective is unchanged;</item>
 /// <item>Block-LDL of A, reverse sweep with D_k-weighted codeword choice, codebooks fitted by weighted k-means
 ///   when the sweep enters their tile, closed-form refinement (§8.4 steps 2–9, <see cref="BlockLdlq"/>).</item>
@@ -50,29 +55,34 @@ public static class MsavqLayer
     public static MsavqLayerResult Quantize(Tensor w, CombinedStatistics stats, MsavqLayerPlan plan, MsavqLayerOptions o)
     {
         using var scope = NewDisposeScope();
+        // One second-order model, tr(ΔW A ΔWᵀ diag b), for the shift and the sweep alike: then quantizing the shifted
+        // target by the sweep is sequential OBS on ⟨G,ΔW⟩ + ½tr(ΔW A ΔWᵀ diag b) (§6.1's identity, exact for β = 1).
+        var (aRaw, bRaw) = stats.Factors(plan.Curvature);
         // 1. Column order (§8.3): every statistic follows the weight's columns.
-        Tensor wp = w, a = stats.A, g = stats.G, curvatureA = stats.CurvatureA;
+        Tensor wp = w, a = aRaw, g = stats.G;
         if (plan.ColumnOrder is { } order)
         {
             var idx = tensor(order, device: w.device);
             wp = w.index_select(1, idx);
             a = a.index_select(0, idx).index_select(1, idx);
             g = g.index_select(1, idx);
-            curvatureA = curvatureA.index_select(0, idx).index_select(1, idx);
         }
-        var b = HessianFactor.FloorOutputFactor(stats.B);                              // §8.2 floor
+        var b = HessianFactor.FloorOutputFactor(bRaw);                                 // §8.2 floor
 
-        // 2. Newton shift on the weighted K-FAC curvature (CurvatureA ⊗ diag CurvatureB), §8.4 step 1.
+        // 2. Newton shift W* = W − s·diag(b)⁻¹·G·A_λ⁻¹ on the same (A, b), §8.4 step 1, §6.7.
         var target = wp;
-        bool hasGradient = g.abs().max().item<double>() > 0 && curvatureA.diagonal().max().item<double>() > 0;
+        bool hasGradient = g.abs().max().item<double>() > 0 && a.diagonal().max().item<double>() > 0;
         if (o.GradientShift && hasGradient && o.Beta > 0)
         {
-            var step = wp - GradientShift.OneSided(wp, g, curvatureA, stats.CurvatureB,
-                new GradientShiftOptions { Beta = 1, InputDamping = o.RelativeDamping });
-            // Trust region: the calibration gradient of a trained model is mostly noise, and the Kronecker curvature
-            // is rough, so the step may not move W further (in the A-metric) than a fraction of a quantization error.
-            using var trial = RoundToNearest.Quantize(wp, plan.TrialBits, 64);
-            double s = GradientShift.TrustScale(step, trial.Dequantize() - wp, a, o.Beta, o.ShiftTrustRatio);
+            var step = wp - GradientShift.OneSided(wp, g, a, b, new GradientShiftOptions { Beta = 1, InputDamping = o.RelativeDamping });
+            double s = o.Beta;
+            if (o.ShiftTrustRatio > 0)
+            {
+                // Trust region: a calibration gradient is noisy and a Kronecker curvature rough, so the step may not move W
+                // further (in the A-metric) than a fraction of a quantization error.
+                using var trial = RoundToNearest.Quantize(wp, plan.TrialBits, 64);
+                s = GradientShift.TrustScale(step, trial.Dequantize() - wp, a, o.Beta, o.ShiftTrustRatio);
+            }
             target = wp - step * s;
         }
 
@@ -89,7 +99,7 @@ public static class MsavqLayer
         var q = BlockLdlq.Quantize(target, a, b, new BlockLdlqOptions
         {
             Layout = plan.Layout, TileCodebookSizes = plan.TileCodebookSizes, RelativeDamping = o.RelativeDamping,
-            KMeans = o.KMeans, Precision = o.Precision, RefineCodebooks = o.RefineCodebooks,
+            KMeans = o.KMeans, Precision = o.Precision, RefineCodebooks = o.RefineCodebooks, Forward = o.Forward,
         });
         q.Indices.MoveToOuterDisposeScope();
         foreach (var c in q.Codebooks) c.MoveToOuterDisposeScope();

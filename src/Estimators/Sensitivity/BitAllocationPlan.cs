@@ -27,6 +27,8 @@ public sealed record LayerPlan
     public long[]? ColumnOrder { get; init; }
     /// <summary>One fp16 scale per output row: rows are normalized before VQ so rows of different norm share codebooks well.</summary>
     public bool RowScales { get; init; }
+    /// <summary>The second-order model the layer step uses (the one the allocation used).</summary>
+    public Curvature Curvature { get; init; } = Curvature.Activation;
     /// <summary>r_ℓ: the weight of image tokens in this layer's A, b and G (1 = unweighted).</summary>
     public double VisionWeight { get; init; } = 1;
     /// <summary>Planned all-in cost.</summary>

@@ -56,7 +56,9 @@ internal static class PlanBuilder
             VqLayout.ForGroupSize(s.M, s.N, d, ColumnsPerGroup(s.N, d, o.ColumnsPerGroup), o.WeightsPerCodebook)).ToList();
         // Affinity bins need both modalities: a text-only model would pay for a permutation that sorts nothing.
         bool bothModalities = inputs.Any(s => s.Statistics.ImageTokens > 0 && s.Statistics.TextTokens > 0);
-        bool permute = o.ModalityWeighting && bothModalities && layouts.Any(l => l.ColumnsPerGroup < shapes[0].N);
+        bool tiled = layouts.Any(l => l.ColumnsPerGroup < shapes[0].N);
+        bool permute = tiled && (o.ColumnGrouping == ColumnGrouping.Salience
+                                 || o.ColumnGrouping == ColumnGrouping.Affinity && o.ModalityWeighting && bothModalities);
         // Index-bit levels a codebook can have: log2(K)/d for integer log2(K).
         double step = Math.Max(o.TierStep, 1.0 / d);
         double[] Levels(double from, double to) => Enumerable.Range(1, (int)Math.Log2(MaxCodebookSize))
@@ -85,19 +87,22 @@ internal static class PlanBuilder
             double r = o.ModalityWeighting ? input.VisionWeight : 1.0;
             visionWeights.Add(r);
             var c = stats.Combine(r);
-            long[]? order = permute ? AffinityOrder(stats.ModalityAffinity()) : null;
-            orders.Add(order);
+            var (a, bRaw) = c.Factors(o.Curvature);
+            var b = HessianFactor.FloorOutputFactor(bRaw);
             var w = input.Weight.detach().to(ScalarType.Float64);
-            var a = c.A;
+            var scores = Salience.Elements(w, HessianFactor.Damp(a, o.RelativeDamping), b, c.G, o.LocalSalience);
+            long[]? order = !permute ? null
+                : o.ColumnGrouping == ColumnGrouping.Salience ? SalienceOrder(scores.sum(dim: 0).cpu().data<double>().ToArray())
+                : AffinityOrder(stats.ModalityAffinity());
+            orders.Add(order);
             if (order is not null)
             {
                 var idx = tensor(order, device: a.device);
                 w = w.index_select(1, idx);
                 a = a.index_select(0, idx).index_select(1, idx);
+                scores = scores.index_select(1, idx);
             }
-            var b = HessianFactor.FloorOutputFactor(c.B);
-            var aDamped = HessianFactor.Damp(a, o.RelativeDamping);
-            local.Add(Salience.Local(w, aDamped, b, layouts[l]));
+            local.Add(Salience.Tiles(scores, layouts[l]));
             global.Add(Salience.Global(w, a, b, (int)Math.Round(baseLevel.Value)));
         }
         var score = Salience.Combine(local, global, o.GlobalExponent);
@@ -120,6 +125,7 @@ internal static class PlanBuilder
             {
                 Layer = s.Name, Rows = s.M, Columns = s.N, Method = o.Method, Layout = layouts[l], TileCodebookSizes = sizes,
                 TileSalience = score[l], ColumnOrder = orders[l], VisionWeight = visionWeights[l], RowScales = o.RowScales,
+                Curvature = o.Curvature,
                 Cost = VqCost(s.M, s.N, layouts[l], sizes, o.Precision, orders[l] is not null, o.RowScales),
             });
         }
@@ -129,6 +135,10 @@ internal static class PlanBuilder
     /// <summary>Input columns sorted by modality affinity (stable), so contiguous column groups are affinity bins (§8.3).</summary>
     internal static long[] AffinityOrder(double[] affinity) =>
         Enumerable.Range(0, affinity.Length).OrderBy(j => affinity[j]).ThenBy(j => j).Select(j => (long)j).ToArray();
+
+    /// <summary>Input columns by decreasing salience (stable), so contiguous column groups are sensitivity bins (RSAVQ).</summary>
+    internal static long[] SalienceOrder(double[] salience) =>
+        Enumerable.Range(0, salience.Length).OrderByDescending(j => salience[j]).ThenBy(j => j).Select(j => (long)j).ToArray();
 
     /// <summary>The widest column group ≤ <paramref name="max"/> that divides n and is a multiple of d.</summary>
     internal static int ColumnsPerGroup(int n, int d, int max)

@@ -7,17 +7,33 @@ namespace Msavq.MLNet.Sensitivity;
 public static class Salience
 {
     /// <summary>
-    /// Local salience per tile: s_loc(c) = Σ_{i∈rows(c)} Σ_{j∈cols(c)} b_i · W_ij² / [A_λ⁻¹]_jj (OBS saliency × output factor).
+    /// Local salience of every weight (§8.3): OBS, b_i · W_ij² / [A_λ⁻¹]_jj; or RSAVQ's gradient form, ½ gᵀF⁻¹g with
+    /// the diagonal Kronecker Fisher F_ij = b_i · A_jj, i.e. G_ij² / (b_i · A_jj). [m, n], float64.
     /// </summary>
+    public static Tensor Elements(Tensor w, Tensor aDamped, Tensor b, Tensor g, LocalSalience kind)
+    {
+        var b64 = b.to(ScalarType.Float64).unsqueeze(1);
+        if (kind == LocalSalience.Gradient)
+            return g.to(ScalarType.Float64).pow(2) / (aDamped.to(ScalarType.Float64).diagonal().unsqueeze(0) * b64);
+        var l = HessianFactor.Cholesky(aDamped, 0).Lower;
+        var invDiag = cholesky_inverse(l).diagonal();
+        return w.to(ScalarType.Float64).pow(2) / invDiag.unsqueeze(0) * b64;
+    }
+
+    /// <summary>Per tile (row-major), the sum of its weights' salience.</summary>
+    public static double[] Tiles(Tensor scores, VqLayout layout)
+    {
+        using var scope = NewDisposeScope();
+        int rg = layout.RowGroups(scores.shape[0]), cg = layout.ColumnGroups(scores.shape[1]);
+        var tiles = scores.reshape(rg, layout.RowsPerGroup, cg, layout.ColumnsPerGroup).sum(new long[] { 1, 3 });
+        return tiles.reshape(-1).cpu().data<double>().ToArray();
+    }
+
+    /// <summary>Local salience per tile with the OBS form (§8.3).</summary>
     public static double[] Local(Tensor w, Tensor aDamped, Tensor b, VqLayout layout)
     {
         using var scope = NewDisposeScope();
-        var l = HessianFactor.Cholesky(aDamped, 0).Lower;
-        var invDiag = cholesky_inverse(l).diagonal();
-        var s = w.to(ScalarType.Float64).pow(2) / invDiag.unsqueeze(0) * b.to(ScalarType.Float64).unsqueeze(1);
-        int rg = layout.RowGroups(w.shape[0]), cg = layout.ColumnGroups(w.shape[1]);
-        var tiles = s.reshape(rg, layout.RowsPerGroup, cg, layout.ColumnsPerGroup).sum(new long[] { 1, 3 });
-        return tiles.reshape(-1).cpu().data<double>().ToArray();
+        return Tiles(Elements(w, aDamped, b, w, LocalSalience.Obs), layout);
     }
 
     /// <summary>

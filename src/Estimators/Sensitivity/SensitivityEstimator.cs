@@ -29,6 +29,12 @@ public sealed class SensitivityEstimator : IEstimator<SensitivityTransformer>
         public int ColumnsPerGroup { get; set; } = Defaults.ColumnsPerGroup;
         /// <summary>MSAVQ: one fp16 scale per output row (16 bits per row, counted in the budget).</summary>
         public bool RowScales { get; set; } = Defaults.RowScales;
+        /// <summary>MSAVQ: the second-order model allocation, shift and sweep share.</summary>
+        public Curvature Curvature { get; set; } = Defaults.CurvatureModel;
+        /// <summary>MSAVQ: how input columns are ordered before tiling (with <see cref="ModalityWeighting"/> off, affinity falls back to contiguous).</summary>
+        public ColumnGrouping ColumnGrouping { get; set; } = Defaults.Grouping;
+        /// <summary>MSAVQ: the local sensitivity that scores channel groups.</summary>
+        public LocalSalience LocalSalience { get; set; } = Defaults.Local;
         /// <summary>γ of the combined salience.</summary>
         public double GlobalExponent { get; set; } = Defaults.GlobalExponent;
         /// <summary>Distance between tiers in index bits per weight.</summary>
