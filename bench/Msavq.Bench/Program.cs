@@ -7,22 +7,16 @@ namespace Msavq.Bench;
 
 /// <summary>
 /// <c>msavq-bench</c>: every benchmark behind bench/RESULTS.md, each a command that names its settings in the section
-/// it writes. Quality tables (accuracy, minilm) and engine/kernels timings; run one at a time, alone on the machine.
+/// it writes. Quality curves (curves) and engine/kernels timings; run one at a time, alone on the machine.
 /// </summary>
 public static class Program
 {
     public static int Main(string[] args)
     {
         // Process-wide allocator setting for long quantizations (an opt-in of the programs, never of the library).
+        // Ctrl+C ends the process: every file a benchmark writes is written whole or not at all (AtomicFile).
         GlibcAllocator.Configure();
-        using var stop = new CancellationTokenSource();
-        Console.CancelKeyPress += (_, e) =>
-        {
-            if (stop.IsCancellationRequested) return;
-            e.Cancel = true;
-            stop.Cancel();
-        };
-        return Run(args, cancellation: stop.Token);
+        return Run(args);
     }
 
     public static int Run(string[] args, IAnsiConsole? console = null, CancellationToken cancellation = default)
@@ -36,12 +30,6 @@ public static class Program
             c.AddCommand<CurvesCommand>("curves")
                 .WithDescription("Quality against all-in bits/weight for every method, over calibration draws, with bootstrap intervals; --tune on validation.")
                 .WithExample("curves", "--model", "shapes-vlm", "--seeds", "3");
-            c.AddCommand<BenchAccuracyCommand>("accuracy")
-                .WithDescription("Accuracy, agreement, KL and bits of RTN, GPTQ, GPTVQ and MSAVQ on the shipped ShapesVlm (test split).")
-                .WithExample("accuracy", "--questions", "2000");
-            c.AddCommand<BenchMiniLmCommand>("minilm")
-                .WithDescription("Mean cosine, top-1 neighbour agreement and bits of RTN, GPTQ, GPTVQ and MSAVQ on all-MiniLM-L6-v2.")
-                .WithExample("minilm", "--sentences", "1000");
             c.AddCommand<ProxyCommand>("proxy")
                 .WithDescription("Every method on one synthetic layer at one budget: bits, proxy error, loss model, time.");
             c.AddCommand<QuantizeTimeCommand>("quantize-time")

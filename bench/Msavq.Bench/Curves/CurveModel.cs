@@ -1,5 +1,4 @@
 using Microsoft.ML;
-using Msavq.Bench.Quality;
 using Msavq.MLNet;
 using Msavq.MLNet.Calibration;
 using Msavq.MLNet.Data;
@@ -143,8 +142,8 @@ public sealed class MiniLmCurveModel : ICurveModel
         int half = all.Count / 2;
         _sentences = (validation ? all.Take(half) : all.Skip(half)).Take(sentences).ToList();
         _calibrationSentences = calibrationSentences;
-        _reference = MiniLmRunner.Embed(_model, _sentences);
-        _neighbours = MiniLmRunner.Neighbours(_reference);
+        _reference = MiniLmEmbeddings.Embed(_model, _sentences);
+        _neighbours = MiniLmEmbeddings.Neighbours(_reference);
     }
 
     public string Key => "minilm";
@@ -168,11 +167,11 @@ public sealed class MiniLmCurveModel : ICurveModel
     public Dictionary<string, double[]> Evaluate(IQuantizableModel quantized)
     {
         using var scope = NewDisposeScope();
-        var e = MiniLmRunner.Embed((MiniLmEncoder)quantized, _sentences);
+        var e = MiniLmEmbeddings.Embed((MiniLmEncoder)quantized, _sentences);
         return new Dictionary<string, double[]>
         {
             ["cosine"] = (_reference * e).sum(1).to(ScalarType.Float64).cpu().data<double>().ToArray(),
-            ["top1"] = MiniLmRunner.Neighbours(e).eq(_neighbours).to(ScalarType.Float64).cpu().data<double>().ToArray(),
+            ["top1"] = MiniLmEmbeddings.Neighbours(e).eq(_neighbours).to(ScalarType.Float64).cpu().data<double>().ToArray(),
         };
     }
 

@@ -52,6 +52,9 @@ public sealed class QuantizeLayerCommand(IAnsiConsole console) : Command<Quantiz
         [CommandOption("--uniform"), Description("msavq: one codebook size for every tile (no mixed precision).")]
         public bool Uniform { get; init; }
 
+        [CommandOption("--no-act-order"), Description("gptq: natural column order (the published fasterquant's default), not act-order with static groups.")]
+        public bool NoActOrder { get; init; }
+
         [CommandOption("--gradient-shift"), Description("msavq: quantize the Newton-shifted target (needs --gradient).")]
         public bool GradientShift { get; init; }
 
@@ -111,7 +114,7 @@ public sealed class QuantizeLayerCommand(IAnsiConsole console) : Command<Quantiz
             ColumnsPerGroup = s.ColumnsPerGroup, WeightsPerCodebook = s.WeightsPerCodebook, MixedPrecision = !s.Uniform,
         };
         using var result = LayerQuantizer.QuantizeOne(stats.Layer, w.to(ScalarType.Float32), stats, plan,
-            new MixedPrecisionVqEstimator.Options { GradientShift = s.GradientShift, Seed = s.Seed });
+            new MixedPrecisionVqEstimator.Options { GradientShift = s.GradientShift, Seed = s.Seed, GptqActOrder = !s.NoActOrder });
         var r = result.Report;
         if (s.Output != null) NpyFile.Write(s.Output, result.Weight.to(w.dtype));
         if (s.Codes != null)

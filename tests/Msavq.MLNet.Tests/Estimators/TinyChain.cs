@@ -19,7 +19,7 @@ internal static class TinyChain
     {
         var s = new SensitivityEstimator.Options { TargetBitsPerWeight = bits, Method = method, WeightsPerCodebook = 256 };
         sensitivity?.Invoke(s);
-        var q = new MixedPrecisionVqEstimator.Options { Seed = seed, KMeansIterations = 20 };
+        var q = new MixedPrecisionVqEstimator.Options { Seed = seed, KMeansIterations = 20, FineTuneSteps = 0 };
         quantize?.Invoke(q);
         return ml.Msavq().CollectCalibration(new CalibrationCollector.Options
             {

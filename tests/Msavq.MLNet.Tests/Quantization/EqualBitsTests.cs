@@ -158,3 +158,28 @@ public sealed class EqualBitsTests
         Assert.AreEqual(plan.BitsPerWeight, stored.Sum(l => l.Cost().TotalBits) / stored.Sum(l => (double)l.Rows * l.Columns), 1e-9);
     }
 }
+
+/// <summary>k-means that stops when it has converged (issue 15): the proxy error stays within 1 % of 100 full iterations.</summary>
+[TestClass]
+public sealed class KMeansToleranceTests
+{
+    [TestMethod]
+    [DataRow(2)]
+    [DataRow(4)]
+    public void Tolerance_MovesProxyErrorByAtMostOnePercent(int d)
+    {
+        var l = SyntheticLayer.Create(128, 256, 4096, 11);
+        var w = l.W.to(ScalarType.Float32);
+        var layout = new VqLayout(d, d == 2 ? 32 : 128, 64);
+        double Error(double tolerance)
+        {
+            using var q = BlockLdlq.Quantize(w, l.A, l.B, new BlockLdlqOptions
+            {
+                Layout = layout, CodebookSize = d == 2 ? 16 : 256, KMeans = new KMeansOptions { Iterations = 100, Tolerance = tolerance },
+            });
+            return HessianFactor.RelativeProxyError(w, q.Dequantize(), l.A);
+        }
+        double full = Error(0), early = Error(new KMeansOptions().Tolerance);
+        Assert.AreEqual(full, early, 0.01 * full, $"100 iterations {full:g5}, with the tolerance {early:g5}");
+    }
+}

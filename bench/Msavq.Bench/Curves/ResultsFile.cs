@@ -1,6 +1,6 @@
 using Msavq.MLNet;
 
-namespace Msavq.Bench.Quality;
+namespace Msavq.Bench.Curves;
 
 /// <summary>Replaces one marked section of bench/RESULTS.md (atomically), leaving the rest of the file alone.</summary>
 public static class ResultsFile
