@@ -39,13 +39,15 @@ public static class Defaults
     public const double TierStep = 0.5;
 
     /// <summary>
-    /// Whether MSAVQ quantizes the gradient-shifted W* (§8.4 step 1). Off by default: on the shipped model the shift
-    /// raised the KL to the FP model for every β and trust ratio tried on the validation split (bench/RESULTS.md).
+    /// Whether MSAVQ quantizes the gradient-shifted W* (§8.4 step 1), on the sweep's own (A, b). Off by default: with
+    /// one loss model for shift and sweep the K-FAC Newton step is mis-scaled by orders of magnitude (without a trust
+    /// region even β = 0.001 destroyed ShapesVlm on validation), and with the trust region it did not lower the KL on
+    /// the test ablation (bench/RESULTS.md "Ablation").
     /// </summary>
     public const bool GradientShift = false;
     /// <summary>β of the Newton shift W* = W − β·diag(b)⁻¹·G·A⁻¹ (§8.4 step 1).</summary>
     public const double Beta = 0.3;
-    /// <summary>τ: the shift's A-norm is at most τ times that of a trial RTN error (a trust region; see LayerQuantizer).</summary>
+    /// <summary>τ: the shift's A-norm is at most τ times that of a trial RTN error (a trust region; see MsavqLayer); 0 = none.</summary>
     public const double ShiftTrustRatio = 0.05;
     /// <summary>λ relative to mean(diag A) (§8.2).</summary>
     public const double RelativeDamping = 0.01;
