@@ -29,8 +29,9 @@ public sealed class MixedPrecisionVqEstimator : IEstimator<MixedPrecisionVqTrans
         /// <summary>Closed-form codebook update with assignments fixed (§8.4 step 9).</summary>
         public bool RefineCodebooks { get; set; } = true;
         /// <summary>
-        /// Adam steps of codebook fine-tuning after quantization: codes fixed, codebooks and row scales trained on
-        /// KL(FP ‖ quantized) over the calibration rows (<see cref="FineTuning.CodebookFineTuner"/>); 0 = off.
+        /// MSAVQ: Adam steps of codebook fine-tuning after quantization, codes fixed, codebooks and row scales trained on
+        /// KL(FP ‖ quantized) over the calibration rows (<see cref="FineTuning.CodebookFineTuner"/>); 0 = off. The
+        /// baseline presets ignore it.
         /// </summary>
         public int FineTuneSteps { get; set; } = Defaults.FineTuneSteps;
         /// <summary>Adam's learning rate for <see cref="FineTuneSteps"/>.</summary>
@@ -164,7 +165,8 @@ public sealed class MixedPrecisionVqEstimator : IEstimator<MixedPrecisionVqTrans
                 if (stats is not null) foreach (var s in stats.Values) s.Dispose();
             }
         }
-        if (_options.FineTuneSteps > 0)
+        // Fine-tuning is part of MSAVQ; the baselines are quantized as their papers do.
+        if (_options.FineTuneSteps > 0 && plan.Method == QuantizationMethod.Msavq)
             stored = FineTuning.CodebookFineTuner.Run(calib.Model, copy, stored, calib.Rows, new FineTuning.CodebookFineTuneOptions
             {
                 Steps = _options.FineTuneSteps, LearningRate = _options.FineTuneLearningRate, BatchSize = _options.FineTuneBatchSize,
@@ -176,7 +178,7 @@ public sealed class MixedPrecisionVqEstimator : IEstimator<MixedPrecisionVqTrans
             ["vector_dimension"] = plan.VectorDimension.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["mixed_precision"] = plan.MixedPrecision.ToString(), ["modality_weighting"] = plan.ModalityWeighting.ToString(),
             ["gradient_shift"] = _options.GradientShift.ToString(), ["mode"] = calib.Options.Mode.ToString(),
-            ["fine_tune_steps"] = _options.FineTuneSteps.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["fine_tune_steps"] = (plan.Method == QuantizationMethod.Msavq ? _options.FineTuneSteps : 0).ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["calibration_rows"] = calib.Rows.Count.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["seed"] = _options.Seed.ToString(System.Globalization.CultureInfo.InvariantCulture),
         };

@@ -53,6 +53,7 @@ public static class BlockLdlq
         int rg = layout.RowGroups(m), cgN = layout.ColumnGroups(n);
         var sizes = o.TileCodebookSizes ?? Enumerable.Repeat(o.CodebookSize, rg * cgN).ToArray();
         if (sizes.Length != rg * cgN) throw new ArgumentException($"{sizes.Length} tile codebook sizes for {rg * cgN} tiles.");
+        foreach (int k in sizes.Distinct()) CodebookLimits.Check(k, d);
         var dtype = target.dtype;
         using var scope = NewDisposeScope();
 

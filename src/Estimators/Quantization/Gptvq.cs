@@ -32,6 +32,7 @@ public static class Gptvq
 {
     public static VectorQuantizedWeight Quantize(Tensor weight, Tensor hessian, GptvqOptions o)
     {
+        CodebookLimits.Check(o.IndexBitsPerWeight, o.VectorDim);
         long m = weight.shape[0], n = weight.shape[1];
         int d = o.VectorDim, k = o.CodebookSize;
         var layout = VqLayout.ForGroupSize(m, n, d, o.ColumnsPerGroup, o.WeightsPerCodebook);

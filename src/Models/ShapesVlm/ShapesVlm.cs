@@ -11,9 +11,12 @@ namespace Msavq.MLNet.Models;
 /// <summary>
 /// The reference VLM, LLaVA-shaped: ViT image encoder → projector MLP → decoder-only language model over
 /// [bos; image tokens; question tokens; answer tokens], answering by next-token prediction through lm_head.
-/// Every Linear is invoked with <c>call()</c>, so forward hooks see it.
+/// Every Linear is invoked with <c>call()</c>, so forward hooks see it. The network is here; turning rows into a
+/// batch is in ShapesVlm.Batching.cs and running stored layers on look-up kernels in ShapesVlm.Kernels.cs. The
+/// tapped <see cref="DecodeHidden(Tensor, Tensor, IReadOnlyList{int})"/> is the forward pass itself with the residual
+/// stream exposed (what the training probes read), so it stays with the network.
 /// </summary>
-public sealed class ShapesVlm : nn.Module<Tensor, Tensor, Tensor>, IVqaModel, IPersistableModel, ISupportsLookupKernels
+public sealed partial class ShapesVlm : nn.Module<Tensor, Tensor, Tensor>, IVqaModel, IPersistableModel, ISupportsLookupKernels
 {
     private readonly VisionEncoder vision;
     private readonly Projector projector;
@@ -146,129 +149,10 @@ public sealed class ShapesVlm : nn.Module<Tensor, Tensor, Tensor>, IVqaModel, IP
 
     byte[] IPersistableModel.Serialize() => ShapesVlmCheckpoint.Serialize(this);
 
-    /// <summary>
-    /// Swaps in a <see cref="QuantizedLinear"/> for every stored layer the look-up kernels run (vector-quantized,
-    /// K ≤ 256), freeing its fp32 Linear; the others keep their decoded weights. For inference: afterwards the
-    /// swapped layers leave <see cref="QuantizableLayers"/> and the model cannot be cloned. Returns how many were swapped.
-    /// <paramref name="smallBatchRows"/>: most activation rows per call that take the look-up kernel (decoding);
-    /// <paramref name="exactLayers"/>: layers too sensitive for int8 tables, which get float32 ones.
-    /// </summary>
-    public int UseLookupKernels(Format.QuantizedModel quantized, LutKernelOptions? kernel = null, int smallBatchRows = 8,
-                                IEnumerable<string>? exactLayers = null)
-    {
-        ArgumentNullException.ThrowIfNull(quantized);
-        var byName = QuantizableLayers.ToDictionary(l => l.Name);
-        var exact = exactLayers?.ToHashSet() ?? new HashSet<string>();
-        if (exact.FirstOrDefault(n => quantized.Layers.All(l => l.Name != n)) is { } unknown)
-            throw new ArgumentException($"'{unknown}' in exactLayers is not a stored layer.", nameof(exactLayers));
-        kernel ??= LutKernelOptions.Default;
-        var exactKernel = kernel with { ExactLookups = true };
-        int swapped = 0;
-        foreach (var layer in quantized.Layers)
-        {
-            if (!PackedVqWeight.Supports(layer, out _)) continue;
-            if (!byName.TryGetValue(layer.Name, out var target))
-                throw new ArgumentException($"Layer '{layer.Name}' is not a quantizable layer of this model.", nameof(quantized));
-            if (target.Module.out_features != layer.Rows || target.Module.in_features != layer.Columns)
-                throw new ArgumentException($"Layer '{layer.Name}' is {layer.Rows}×{layer.Columns} stored but {target.Module.out_features}×{target.Module.in_features} here.", nameof(quantized));
-            var old = ModuleReplacement.Replace(this, layer.Name, new QuantizedLinear(layer, target.Module.bias, exact.Contains(layer.Name) ? exactKernel : kernel, smallBatchRows));
-            old.Dispose();
-            swapped++;
-        }
-        _lookupLayers += swapped;
-        _quantizable = null;
-        return swapped;
-    }
-
     /// <summary>A copy with the same configuration and parameter values, on the same device.</summary>
     public ShapesVlm Clone() => _lookupLayers > 0
         ? throw new InvalidOperationException("This model runs QuantizedLinear layers (UseLookupKernels); clone the model before swapping them in.")
         : ModuleCopy.From(new ShapesVlm(Config), this, Device);
-
-    public VlmBatch Encode(IReadOnlyList<ModelRow> rows)
-    {
-        if (rows.Count == 0) throw new ArgumentException("Cannot encode an empty batch.", nameof(rows));
-        int b = rows.Count, p = Config.ImageTokens, side = Config.ImageSize;
-        int bytes = side * side * 3;
-        var pixelBytes = new byte[b * bytes];
-        var ids = new List<int>[b];
-        var answerStart = new int[b];
-        for (int i = 0; i < b; i++)
-        {
-            var row = rows[i];
-            if (row.Image is null || row.Image.Length != bytes)
-                throw new ArgumentException($"Row {i}: image has {row.Image?.Length ?? 0} bytes, expected {bytes} ({side}×{side}×3).");
-            Buffer.BlockCopy(row.Image, 0, pixelBytes, i * bytes, bytes);
-            var t = new List<int> { Tokenizer.BosId };
-            t.AddRange(Tokenizer.Encode(row.Text ?? ""));
-            answerStart[i] = t.Count;
-            if (row.Target != null) t.AddRange(Tokenizer.Encode(row.Target));
-            if (t.Count > Config.MaxTextTokens)
-                throw new ArgumentException($"Row {i}: {t.Count} text tokens exceed the model's {Config.MaxTextTokens}.");
-            ids[i] = t;
-        }
-        int tMax = ids.Max(t => t.Count), l = tMax + p;
-        var tokens = new long[b * tMax];
-        var labels = Enumerable.Repeat(-100L, b * l).ToArray();
-        var modality = new byte[b * l];
-        var valid = new float[b * l];
-        var answerPos = new long[b];
-        for (int i = 0; i < b; i++)
-        {
-            var t = ids[i];
-            for (int j = 0; j < t.Count; j++)
-            {
-                tokens[i * tMax + j] = t[j];
-                int pos = j == 0 ? 0 : j + p; // full-sequence position of text index j
-                valid[i * l + pos] = 1;
-                if (j >= answerStart[i])
-                {
-                    modality[i * l + pos] = (byte)TokenModality.Answer;
-                    labels[i * l + pos - 1] = t[j]; // the previous position predicts this answer token
-                }
-            }
-            for (int k = 1; k <= p; k++) { modality[i * l + k] = (byte)TokenModality.Image; valid[i * l + k] = 1; }
-            answerPos[i] = answerStart[i] - 1 + p;
-        }
-        var dev = Device;
-        using var scope = NewDisposeScope();
-        var pix = tensor(pixelBytes, new long[] { b, side, side, 3 }).to(dev)
-            .permute(0, 3, 1, 2).to_type(ScalarType.Float32).div_(127.5).sub_(1.0);
-        return new VlmBatch
-        {
-            Pixels = pix.contiguous().MoveToOuterDisposeScope(),
-            Tokens = tensor(tokens, new long[] { b, tMax }).to(dev).MoveToOuterDisposeScope(),
-            Labels = tensor(labels, new long[] { b, l }).to(dev).MoveToOuterDisposeScope(),
-            Modality = tensor(modality, new long[] { b, l }).to(dev).MoveToOuterDisposeScope(),
-            Valid = tensor(valid, new long[] { b, l }).to(dev).MoveToOuterDisposeScope(),
-            AnswerPositions = answerPos,
-        };
-    }
-
-    ModelBatch IQuantizableModel.Encode(IReadOnlyList<ModelRow> rows) => Encode(rows);
-
-    /// <summary>
-    /// A calibration row must have an image of this model's size, and an answer made of vocabulary words only: an
-    /// unknown word becomes [UNK], and the loss would train the statistics toward predicting it.
-    /// </summary>
-    string? IQuantizableModel.RowProblem(ModelRow row)
-    {
-        int bytes = Config.ImageSize * Config.ImageSize * 3;
-        if (row.Image is null || row.Image.Length != bytes) return $"its image has {row.Image?.Length ?? 0} bytes, {bytes} expected";
-        if (row.Target is { } answer)
-        {
-            var ids = Tokenizer.Encode(answer);
-            if (ids.Count == 0) return $"its answer '{answer}' has no words";
-            if (ids.Contains(Tokenizer.UnknownId))
-            {
-                var unknown = answer.Split(' ', StringSplitOptions.RemoveEmptyEntries).Where(w => Tokenizer.Encode(w).Contains(Tokenizer.UnknownId));
-                return $"its answer '{answer}' has words outside the model's vocabulary ({string.Join(", ", unknown.Select(w => $"'{w}'"))})";
-            }
-            int length = 1 + Tokenizer.Encode(row.Text ?? "").Count + ids.Count;
-            if (length > Config.MaxTextTokens) return $"its question and answer take {length} tokens, the model reads {Config.MaxTextTokens}";
-        }
-        return null;
-    }
 
     Tensor IQuantizableModel.Logits(ModelBatch batch) => Logits(batch as VlmBatch
         ?? throw new ArgumentException($"ShapesVlm needs a {nameof(VlmBatch)} (from its own Encode), got {batch.GetType().Name}.", nameof(batch)));

@@ -51,7 +51,7 @@ public static class QuantizedModelFile
                 entry["vector_dim"] = l.VectorDim; entry["rows_per_group"] = l.RowsPerGroup;
                 entry["columns_per_group"] = l.ColumnsPerGroup; entry["int8_codebooks"] = l.Int8Codebooks;
                 entry["codebook_sizes"] = new JsonArray(l.CodebookSizes.Select(k => (JsonNode)k).ToArray());
-                blobs.Add((p + "codes", U8(PackTiles(l))));
+                blobs.Add((p + "codes", U8(TileCodes.Pack(l))));
                 if (l.Int8Codebooks)
                 {
                     blobs.Add((p + "codebooks", new Blob("I8", new long[] { l.CodebookValues.Sum(c => (long)c.Length) },
@@ -201,7 +201,7 @@ public static class QuantizedModelFile
             if (sizes.Any(k => k < 1 || k > 1 << 20)) throw bad($"layer '{name}': codebook size out of range");
             bool int8 = e["int8_codebooks"]!.GetValue<bool>();
             var codesBlob = Need("codes", "U8");
-            var codes = UnpackTiles(codesBlob.Data, rows, cols, d, r, c, sizes, name, bad);
+            var codes = TileCodes.Unpack(codesBlob.Data, rows, cols, d, r, c, sizes, name, bad);
             var offsets = new long[tiles + 1];
             for (int t = 0; t < tiles; t++) offsets[t + 1] = offsets[t] + (long)sizes[t] * d;
             var layer = new QuantizedLayer
@@ -236,42 +236,6 @@ public static class QuantizedModelFile
     }
 
     /// <summary>Codes tile by tile (row-major tiles), each at ⌈log2 K_t⌉ bits; within a tile, row-major vectors.</summary>
-    private static byte[] PackTiles(QuantizedLayer l)
-    {
-        int vecs = l.Columns / l.VectorDim, vpg = l.ColumnsPerGroup / l.VectorDim, cg = l.ColumnGroups;
-        var parts = new List<byte[]>();
-        for (int t = 0; t < l.CodebookSizes.Length; t++)
-        {
-            int rg = t / cg, c = t % cg;
-            var codes = new int[l.RowsPerGroup * vpg];
-            for (int i = 0; i < l.RowsPerGroup; i++)
-                for (int v = 0; v < vpg; v++) codes[i * vpg + v] = l.Codes[(long)(rg * l.RowsPerGroup + i) * vecs + c * vpg + v];
-            parts.Add(BitPacking.Pack(codes, IndexBits(l.CodebookSizes[t])));
-        }
-        return parts.SelectMany(x => x).ToArray();
-    }
-
-    private static int[] UnpackTiles(byte[] data, int rows, int cols, int d, int r, int c, int[] sizes, string name,
-                                     Func<string, MsavqFormatException> bad)
-    {
-        int vecs = cols / d, vpg = c / d, cg = cols / c;
-        long expected = sizes.Sum(k => BitPacking.PackedBytes((long)r * vpg, IndexBits(k)));
-        if (data.Length != expected) throw bad($"layer '{name}': codes have {data.Length} bytes, the layout needs {expected}");
-        var codes = new int[(long)rows * vecs];
-        int at = 0;
-        for (int t = 0; t < sizes.Length; t++)
-        {
-            int bytes = (int)BitPacking.PackedBytes((long)r * vpg, IndexBits(sizes[t]));
-            var tile = BitPacking.Unpack(data.AsSpan(at, bytes), (long)r * vpg, IndexBits(sizes[t]));
-            at += bytes;
-            if (tile.Any(x => x >= sizes[t])) throw bad($"layer '{name}': a code of tile {t} is out of range for its {sizes[t]} codewords");
-            int rg = t / cg, cc = t % cg;
-            for (int i = 0; i < r; i++)
-                for (int v = 0; v < vpg; v++) codes[(long)(rg * r + i) * vecs + cc * vpg + v] = tile[i * vpg + v];
-        }
-        return codes;
-    }
-
     private static int MapBits(int columns) => BitCost.CodeBits(columns);
 
     private static int[] UnpackMap(byte[] data, int columns, string name, Func<string, MsavqFormatException> bad)
@@ -281,7 +245,6 @@ public static class QuantizedModelFile
         return BitPacking.Unpack(data, columns, MapBits(columns));
     }
 
-    private static int IndexBits(int k) => BitCost.CodeBits(k);
 
     private static T[][] Split<T>(T[] all, long[] offsets, string name, Func<string, MsavqFormatException> bad)
     {

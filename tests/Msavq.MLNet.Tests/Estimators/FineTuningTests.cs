@@ -35,4 +35,17 @@ public sealed class FineTuningTests
         var layer = tuned.LastTransformer.Model.QuantizableLayers.First(l => l.Name == t[0].Name);
         CollectionAssert.AreEqual(t[0].Dequantize(), layer.Module.weight!.cpu().data<float>().ToArray());
     }
+
+    /// <summary>Fine-tuning belongs to MSAVQ: a GPTVQ fit with the option set is the plain GPTVQ fit.</summary>
+    [TestMethod]
+    public void Baselines_IgnoreFineTuning()
+    {
+        static byte[] Gptvq(int steps)
+        {
+            using var q = TinyChain.Fit(new MLContext(0), QuantizationMethod.Gptvq, 2.75, TinyVlm.Create(31), CalibrationMode.OneShot,
+                quantize: o => o.FineTuneSteps = steps);
+            return QuantizedModelFile.ToBytes(q.LastTransformer.Quantized);
+        }
+        CollectionAssert.AreEqual(Gptvq(0), Gptvq(30));
+    }
 }

@@ -183,3 +183,19 @@ public sealed class KMeansToleranceTests
         Assert.AreEqual(full, early, 0.01 * full, $"100 iterations {full:g5}, with the tolerance {early:g5}");
     }
 }
+
+/// <summary>Issue 19.3: an impossible codebook is refused with its cost named, before anything is allocated.</summary>
+[TestClass]
+public sealed class CodebookLimitTests
+{
+    [TestMethod]
+    public void Gptvq_FourBitsAtVectorDim8_IsRefusedWithItsCost()
+    {
+        var w = randn(16, 64);
+        var h = eye(64, dtype: ScalarType.Float64);
+        var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() =>
+            Gptvq.Quantize(w, h, new GptvqOptions { VectorDim = 8, IndexBitsPerWeight = 4, ColumnsPerGroup = 64, WeightsPerCodebook = 1024 }));
+        StringAssert.Contains(e.Message, "2^32");
+        StringAssert.Contains(e.Message, "GiB");
+    }
+}
