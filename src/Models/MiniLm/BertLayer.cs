@@ -43,6 +43,8 @@ public sealed class BertLayer : nn.Module<Tensor, Tensor, Tensor>
     public override Tensor forward(Tensor x, Tensor maskBias)
     {
         using var scope = NewDisposeScope();
+        // The same head split as ShapesVlm's SelfAttention, on purpose not shared: BERT attends both ways under a padding
+        // mask and applies post-norm, the decoder attends causally with pre-norm, and each file reads like its paper.
         long b = x.shape[0], t = x.shape[1], h = x.shape[2], d = h / _heads;
         Tensor Heads(Tensor y) => y.view(b, t, _heads, d).transpose(1, 2);
         var q = Heads(query.call(x));

@@ -1,10 +1,4 @@
-using System.Reflection;
 using Msavq.MLNet.Kernels;
-using Msavq.MLNet.Models.Layers;
-using TorchSharp;
-using TorchSharp.Modules;
-using static TorchSharp.torch;
-using F = TorchSharp.torch.nn.functional;
 
 namespace Msavq.MLNet.Models;
 
