@@ -12,16 +12,16 @@ public abstract class QuantizationSettings : CommandSettings
     [CommandOption("--model <CKPT>"), Description("A ShapesVlm checkpoint; default: the one shipped in the library.")]
     public string? Model { get; init; }
 
-    [CommandOption("--budget <BITS>"), Description("All-in average bits per weight over the quantized layers.")]
+    [CommandOption("--budget <BITS>"), Description("All-in average bits per weight over the quantized layers."), DefaultValue(Defaults.TargetBitsPerWeight)]
     public double Budget { get; init; } = Defaults.TargetBitsPerWeight;
 
-    [CommandOption("--vector-dim <D>"), Description("d for the VQ methods (1, 2, 4 or 8).")]
+    [CommandOption("--vector-dim <D>"), Description("d for the VQ methods (1, 2, 4 or 8)."), DefaultValue(Defaults.VectorDimension)]
     public int VectorDimension { get; init; } = Defaults.VectorDimension;
 
-    [CommandOption("--calibration <N>"), Description("Calibration rows from the train split.")]
+    [CommandOption("--calibration <N>"), Description("Calibration rows from the train split."), DefaultValue(128)]
     public int Calibration { get; init; } = 128;
 
-    [CommandOption("--threads <N>"), Description("Torch intra-op threads.")]
+    [CommandOption("--threads <N>"), Description("Torch intra-op threads (default: every core).")]
     public int Threads { get; init; } = Environment.ProcessorCount;
 
     [CommandOption("--verbose"), Description("Print stack traces on errors.")]

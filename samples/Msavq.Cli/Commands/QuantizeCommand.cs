@@ -20,7 +20,7 @@ public sealed class QuantizeCommand(IAnsiConsole console) : Command<QuantizeComm
 {
     public sealed class Settings : QuantizationSettings
     {
-        [CommandOption("--method <METHOD>"), Description("rtn, gptq, gptvq or msavq (any case)."), DefaultValue(Defaults.Method)]
+        [CommandOption("--method <METHOD>"), Description("rtn, gptq, gptqmixed (GPTQ + allocator), gptvq or msavq (any case)."), DefaultValue(Defaults.Method)]
         public QuantizationMethod Method { get; init; } = Defaults.Method;
 
         [CommandOption("--questions <N>"), Description("Test questions for the before/after table."), DefaultValue(1000)]

@@ -32,7 +32,7 @@ public sealed class QuantizeLayerCommand(IAnsiConsole console) : Command<Quantiz
         [CommandOption("--output-factor <b.npy>"), Description("Output-gradient factor b [[m]] (optional; ones by default).")]
         public string? OutputFactor { get; init; }
 
-        [CommandOption("--method <METHOD>"), Description("rtn, gptq, gptvq or msavq (any case)."), DefaultValue(Defaults.Method)]
+        [CommandOption("--method <METHOD>"), Description("rtn, gptq, gptqmixed (GPTQ + allocator), gptvq or msavq (any case)."), DefaultValue(Defaults.Method)]
         public QuantizationMethod Method { get; init; } = Defaults.Method;
 
         [CommandOption("--budget <BITS>"), Description("All-in bits per weight the layer must meet (codes, codebooks, scales, maps)."),
