@@ -35,8 +35,7 @@ public sealed class ShapesCurveModel : ICurveModel
 {
     private readonly ShapesVlm _model = ShapesVlm.LoadPretrained();
     private readonly List<VqaExample> _items;
-    private readonly VqaEvaluation _fp;
-    private readonly List<Tensor> _fpSequence;
+    private readonly List<(Tensor LogProbs, Tensor Valid, Tensor Answer, long[] Predicted)> _fp;
     private readonly int _calibrationRows;
     private const int Batch = 250;
 
@@ -45,13 +44,7 @@ public sealed class ShapesCurveModel : ICurveModel
         if (split == ShapesVqaSplit.Train) throw new ArgumentException("Evaluating on the train split would reuse calibration rows.");
         _calibrationRows = calibrationRows;
         _items = new ShapesVqaGenerator(ShapesVqa.SeedOf(split)).Take(questions).ToList();
-        _fp = VqaEvaluator.Evaluate(_model, _items);
-        _fpSequence = Enumerable.Range(0, (_items.Count + Batch - 1) / Batch).Select(b =>
-        {
-            var (logp, valid) = LogProbs(_model, b);
-            valid.Dispose();
-            return logp;
-        }).ToList();
+        _fp = Enumerable.Range(0, (_items.Count + Batch - 1) / Batch).Select(b => Forward(_model, b)).ToList();
         var families = _items.Select(e => ShapesVqaGenerator.NameOf(e.Family)).Distinct().OrderBy(f => f, StringComparer.Ordinal);
         Metrics = new[]
         {
@@ -74,15 +67,39 @@ public sealed class ShapesCurveModel : ICurveModel
         return ml.Msavq().CollectCalibration(new CalibrationCollector.Options { Model = _model, Mode = CalibrationMode.OneShot });
     }
 
+    /// <summary>
+    /// One forward pass per batch gives every metric: at the first answer token, KL(FP ‖ Q), −log p(answer), the greedy
+    /// answer (agreement with FP's, accuracy); over every real position of [bos; image; question; answer], the mean
+    /// KL of the next-token distribution ("sequence-kl": the whole model's fidelity, where the answer-token KL is
+    /// dominated by the few items the FP model is unsure of; reported beside the required metrics, not instead).
+    /// </summary>
     public Dictionary<string, double[]> Evaluate(IQuantizableModel quantized)
     {
-        var q = VqaEvaluator.Evaluate((IVqaModel)quantized, _items);
+        var model = (ShapesVlm)quantized;
+        var kl = new List<double>(); var nll = new List<double>(); var agree = new List<double>(); var correct = new List<double>();
+        var seq = new List<double>();
+        for (int b = 0; b < _fp.Count; b++)
+        {
+            using var scope = NewDisposeScope();
+            var q = Forward(model, b);
+            var p = _fp[b];
+            var answer = (p.Answer.exp() * (p.Answer - q.Answer)).sum(-1);
+            kl.AddRange(answer.to(ScalarType.Float64).cpu().data<double>().ToArray());
+            var rows = _items.Skip(b * Batch).Take(Batch).ToList();
+            var truth = tensor(rows.Select(e => (long)model.Tokenizer.Encode(e.Answer)[0]).ToArray(), device: q.Answer.device);
+            nll.AddRange(q.Answer.gather(1, truth.unsqueeze(1)).squeeze(1).neg().to(ScalarType.Float64).cpu().data<double>().ToArray());
+            for (int i = 0; i < rows.Count; i++)
+            {
+                agree.Add(q.Predicted[i] == p.Predicted[i] ? 1 : 0);
+                correct.Add(model.AnswerText(q.Predicted[i]) == rows[i].Answer ? 1 : 0);
+            }
+            var positions = (p.LogProbs.exp() * (p.LogProbs - q.LogProbs)).sum(-1) * p.Valid;
+            seq.AddRange((positions.sum(1) / p.Valid.sum(1)).to(ScalarType.Float64).cpu().data<double>().ToArray());
+        }
         var result = new Dictionary<string, double[]>
         {
-            ["kl"] = q.KlFrom(_fp), ["nll"] = q.AnswerNlls,
-            ["agreement"] = q.Predictions.Zip(_fp.Predictions).Select(p => p.First == p.Second ? 1.0 : 0.0).ToArray(),
-            ["accuracy"] = q.Correct.Select(c => c ? 1.0 : 0.0).ToArray(),
-            ["sequence-kl"] = SequenceKl((ShapesVlm)quantized),
+            ["kl"] = kl.ToArray(), ["nll"] = nll.ToArray(), ["agreement"] = agree.ToArray(), ["accuracy"] = correct.ToArray(),
+            ["sequence-kl"] = seq.ToArray(),
         };
         foreach (var m in Metrics.Where(m => m.Name.StartsWith("accuracy[", StringComparison.Ordinal)))
         {
@@ -92,37 +109,22 @@ public sealed class ShapesCurveModel : ICurveModel
         return result;
     }
 
-    /// <summary>
-    /// Per item, KL(FP ‖ Q) of the next-token distribution averaged over every real position of [bos; image; question;
-    /// answer]: the whole model's fidelity, where the first-answer-token KL is dominated by the few items the FP model
-    /// is unsure of. Reported beside the required metrics, not instead of them.
-    /// </summary>
-    private double[] SequenceKl(ShapesVlm quantized)
-    {
-        var result = new List<double>();
-        for (int b = 0; b < _fpSequence.Count; b++)
-        {
-            using var scope = NewDisposeScope();
-            var (q, valid) = LogProbs(quantized, b);
-            var p = _fpSequence[b];
-            var kl = (p.exp() * (p - q)).sum(-1) * valid;
-            result.AddRange((kl.sum(1) / valid.sum(1)).to(ScalarType.Float64).cpu().data<double>().ToArray());
-        }
-        return result.ToArray();
-    }
-
-    /// <summary>Next-token log-probabilities [rows, length, vocabulary] of evaluation batch <paramref name="b"/>, and its valid positions.</summary>
-    private (Tensor LogProbs, Tensor Valid) LogProbs(ShapesVlm model, int b)
+    /// <summary>Evaluation batch <paramref name="b"/> through <paramref name="model"/>: next-token log-probabilities, valid positions, the first answer token's log-probabilities and its greedy choice.</summary>
+    private (Tensor LogProbs, Tensor Valid, Tensor Answer, long[] Predicted) Forward(ShapesVlm model, int b)
     {
         using var _ = no_grad();
+        using var scope = NewDisposeScope();
         var rows = _items.Skip(b * Batch).Take(Batch).Select(e => new ModelRow(e.Image, e.Question, e.Answer)).ToList();
         using var batch = model.Encode(rows);
-        return (TorchSharp.torch.nn.functional.log_softmax(model.Logits(batch), -1), batch.Valid.to(ScalarType.Float32).clone());
+        var logp = TorchSharp.torch.nn.functional.log_softmax(model.Logits(batch), -1);
+        var answer = ShapesVlm.GatherAnswerLogits(logp, batch);
+        var predicted = answer.argmax(1).cpu().data<long>().ToArray();
+        return (logp.MoveToOuterDisposeScope(), batch.Valid.to(ScalarType.Float32).MoveToOuterDisposeScope(), answer.MoveToOuterDisposeScope(), predicted);
     }
 
     public void Dispose()
     {
-        foreach (var t in _fpSequence) t.Dispose();
+        foreach (var (logp, valid, answer, _) in _fp) { logp.Dispose(); valid.Dispose(); answer.Dispose(); }
         _model.Dispose();
     }
 }
