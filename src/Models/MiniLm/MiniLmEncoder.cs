@@ -1,8 +1,8 @@
 using Microsoft.ML.Tokenizers;
 using TorchSharp;
 using TorchSharp.Modules;
+using Msavq.MLNet.Models.Text;
 using static TorchSharp.torch;
-using F = TorchSharp.torch.nn.functional;
 
 namespace Msavq.MLNet.Models.MiniLm;
 
@@ -15,11 +15,8 @@ namespace Msavq.MLNet.Models.MiniLm;
 /// </summary>
 public sealed class MiniLmEncoder : nn.Module<Tensor, Tensor, Tensor>, IQuantizableModel
 {
-    /// <summary>
-    /// Scale of the cosine similarities in the contrastive loss (1/τ): 20, as sentence-transformers'
-    /// MultipleNegativesRankingLoss that trained this family.
-    /// </summary>
-    public const double SimilarityScale = 20.0;
+    /// <summary>Scale of the cosine similarities in the contrastive loss (1/τ; <see cref="ContrastivePairs"/>).</summary>
+    public const double SimilarityScale = ContrastivePairs.SimilarityScale;
 
     private readonly Embedding word_embeddings, position_embeddings, token_type_embeddings;
     private readonly LayerNorm embedding_norm;
@@ -118,11 +115,7 @@ public sealed class MiniLmEncoder : nn.Module<Tensor, Tensor, Tensor>, IQuantiza
     public Tensor Embed(Tensor tokens, Tensor mask)
     {
         using var scope = NewDisposeScope();
-        var hidden = call(tokens, mask);
-        var m = mask.to(hidden.dtype).unsqueeze(2);
-        using var tiny = 1e-9.ToScalar();
-        var mean = (hidden * m).sum(1) / m.sum(1).clamp_min(tiny);
-        return F.normalize(mean, p: 2, dim: 1).MoveToOuterDisposeScope();
+        return SentencePool.Apply(call(tokens, mask), mask, SentencePooling.Mean, normalize: true).MoveToOuterDisposeScope();
     }
 
     /// <summary>Sentence embeddings [N, H] of <paramref name="sentences"/>, on <see cref="Device"/>.</summary>
@@ -134,61 +127,16 @@ public sealed class MiniLmEncoder : nn.Module<Tensor, Tensor, Tensor>, IQuantiza
     }
 
     /// <summary>Token ids [N, T] ([CLS] … [SEP], truncated at <see cref="MiniLmConfig.MaxTokens"/>, zero-padded) and the mask.</summary>
-    public (Tensor Tokens, Tensor Mask) Tokenize(IReadOnlyList<string> sentences)
-    {
-        if (sentences.Count == 0) throw new ArgumentException("Nothing to encode.", nameof(sentences));
-        var ids = sentences.Select(s =>
-        {
-            var t = Tokenizer.EncodeToIds(s ?? "").ToList();
-            if (t.Count > Config.MaxTokens) { t.RemoveRange(Config.MaxTokens - 1, t.Count - Config.MaxTokens + 1); t.Add(Tokenizer.SeparatorTokenId); }
-            return t;
-        }).ToList();
-        int n = ids.Count, width = ids.Max(t => t.Count);
-        var tokens = new long[n * width];
-        var mask = new float[n * width];
-        for (int i = 0; i < n; i++)
-            for (int j = 0; j < ids[i].Count; j++) { tokens[i * width + j] = ids[i][j]; mask[i * width + j] = 1; }
-        return (tensor(tokens, new long[] { n, width }, device: Device), tensor(mask, new long[] { n, width }, device: Device));
-    }
+    public (Tensor Tokens, Tensor Mask) Tokenize(IReadOnlyList<string> sentences) =>
+        BertTokens.Encode(Tokenizer, sentences, Config.MaxTokens, Device);
 
     public IReadOnlyList<QuantizableLayer> QuantizableLayers => _quantizable ??= Enumerable.Range(0, Config.Layers)
         .SelectMany(i => BertLayer.LinearNames.Zip(layers[i].Linears,
             (name, linear) => new QuantizableLayer($"layers.{i}.{name}", i, LayerRole.Language, linear)))
         .ToList();
 
-    /// <summary>
-    /// Row i's text and, when given, its answer (the partner sentence) become sequences 2i and 2i+1 of the batch; each
-    /// sequence's label is its partner's index, -100 for a row without answer.
-    /// </summary>
-    public ModelBatch Encode(IReadOnlyList<ModelRow> rows)
-    {
-        if (rows.Count == 0) throw new ArgumentException("Cannot encode an empty batch.", nameof(rows));
-        var sentences = new List<string>();
-        var labels = new List<long>();
-        for (int i = 0; i < rows.Count; i++)
-        {
-            if (rows[i].Image is { Length: > 0 })
-                throw new ArgumentException($"Row {i} has an image; {nameof(MiniLmEncoder)} reads text only.");
-            int at = sentences.Count;
-            sentences.Add(rows[i].Text ?? "");
-            if (rows[i].Target is { } partner)
-            {
-                sentences.Add(partner);
-                labels.Add(at + 1);
-                labels.Add(at);
-            }
-            else labels.Add(-100);
-        }
-        using var scope = NewDisposeScope();
-        var (tokens, mask) = Tokenize(sentences);
-        return new ModelBatch
-        {
-            Tokens = tokens.MoveToOuterDisposeScope(),
-            Labels = tensor(labels.ToArray(), new long[] { labels.Count, 1 }, device: Device).MoveToOuterDisposeScope(),
-            Modality = zeros(tokens.shape, ScalarType.Byte, Device).MoveToOuterDisposeScope(),   // all TokenModality.Text
-            Valid = mask.MoveToOuterDisposeScope(),
-        };
-    }
+    /// <summary>Row i's text and its partner become sequences 2i and 2i+1, labelled with each other's index (<see cref="ContrastivePairs"/>).</summary>
+    public ModelBatch Encode(IReadOnlyList<ModelRow> rows) => ContrastivePairs.Encode(rows, nameof(MiniLmEncoder), Tokenize, Device);
 
     /// <summary>
     /// In-batch contrastive logits [N, 1, N]: scaled cosine similarity of every sentence to every other one; a
@@ -197,12 +145,7 @@ public sealed class MiniLmEncoder : nn.Module<Tensor, Tensor, Tensor>, IQuantiza
     public Tensor Logits(ModelBatch batch)
     {
         using var scope = NewDisposeScope();
-        var e = Embed(batch.Tokens, batch.Valid);
-        using var scale = SimilarityScale.ToScalar();
-        using var never = (-1e4).ToScalar();
-        var similarity = matmul(e, e.t()).mul(scale);
-        var self = eye(e.shape[0], dtype: ScalarType.Bool, device: e.device);
-        return similarity.masked_fill(self, never).unsqueeze(1).MoveToOuterDisposeScope();
+        return ContrastivePairs.Logits(Embed(batch.Tokens, batch.Valid)).MoveToOuterDisposeScope();
     }
 
     IQuantizableModel IQuantizableModel.Clone() => Clone();
