@@ -34,7 +34,7 @@ public sealed class MiniLmTests
     }
 
     /// <summary>ONNX Runtime's last_hidden_state, pooled the sentence-transformers way (mean over tokens, L2 norm).</summary>
-    private static Tensor OnnxEmbeddings(InferenceSession session, Tensor tokens, Tensor mask)
+    internal static Tensor OnnxEmbeddings(InferenceSession session, Tensor tokens, Tensor mask)
     {
         var dims = new[] { (int)tokens.shape[0], (int)tokens.shape[1] };
         var ids = tokens.data<long>().ToArray();
