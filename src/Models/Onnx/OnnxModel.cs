@@ -10,7 +10,7 @@ namespace Msavq.MLNet.Models.Onnx;
 /// text (<see cref="OnnxTextOptions"/>): a sentence encoder, calibrated like <c>MiniLmEncoder</c> on the in-batch
 /// contrastive objective between each row's text and its partner (<see cref="ContrastivePairs"/>). Loading checks
 /// everything a calibration would trip on — operators, attributes, inputs, the chosen layers — and runs the graph once
-/// on two short sentences, so errors come before any work (docs/onnx.md).
+/// on two short sentences, so errors come before any work.
 /// </summary>
 public sealed class OnnxModel : nn.Module, IQuantizableModel
 {
