@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Msavq.MLNet.Quantization;
@@ -39,10 +40,11 @@ public static class Gptvq
         int rg = layout.RowGroups(m), cgN = layout.ColumnGroups(n), C = layout.ColumnsPerGroup, R = layout.RowsPerGroup;
         var dtype = weight.dtype;
         using var scope = NewDisposeScope();
+        using var minusTwo = (-2).ToScalar();   // explicit Scalar (WeightedKMeans says why)
 
         var (H, W, _) = HessianFactor.HandleDeadInputs(hessian.to(ScalarType.Float64), weight);
         var U = HessianFactor.UpperInverseCholesky(HessianFactor.Cholesky(H, o.PercentDamping).Lower).to(dtype);
-        var hw = U.diagonal().pow(-2);                       // OBS weight 1/[H_F⁻¹]_jj per column
+        var hw = U.diagonal().pow(minusTwo);                 // OBS weight 1/[H_F⁻¹]_jj per column
         var indices = zeros(m, n / d, ScalarType.Int64);
         var books = new Tensor[rg * cgN];
         var targets = o.RefineCodebooks ? zeros(m, n, dtype) : null;
