@@ -54,7 +54,7 @@ public static class BlockLdlq
         int rg = layout.RowGroups(m), cgN = layout.ColumnGroups(n);
         var sizes = o.TileCodebookSizes ?? Enumerable.Repeat(o.CodebookSize, rg * cgN).ToArray();
         if (sizes.Length != rg * cgN) throw new ArgumentException($"{sizes.Length} tile codebook sizes for {rg * cgN} tiles.");
-        var dtype = target.dtype;
+        var (dtype, device) = (target.dtype, target.device);
         using var scope = NewDisposeScope();
         using var one = 1.ToScalar();   // explicit Scalars throughout (WeightedKMeans says why)
 
@@ -62,13 +62,13 @@ public static class BlockLdlq
         using var meanDiagonal = H.diagonal().mean().item<double>().ToScalar();
         var An = H.div(meanDiagonal);                                        // scale-free copy (§8.2)
         var ldl = BlockLdl.FromCholesky(HessianFactor.Cholesky(An, o.RelativeDamping).Lower, d);
-        var Lm = (ldl.L - eye(n, dtype: ScalarType.Float64)).to(dtype);   // strictly block-lower part
+        var Lm = (ldl.L - eye(n, dtype: ScalarType.Float64, device: ldl.L.device)).to(dtype);   // strictly block-lower part
         var D = ldl.D.to(dtype);                               // [n/d, d, d]
         var b = rowWeights?.to(dtype);
 
-        var E = zeros(m, n, dtype);                                          // W* − Ŵ on quantized columns
-        var T = o.RefineCodebooks && o.FixedCodebook is null ? zeros(m, n, dtype) : null;
-        var indices = zeros(m, n / d, ScalarType.Int64);
+        var E = zeros(m, n, dtype, device);                                  // W* − Ŵ on quantized columns
+        var T = o.RefineCodebooks && o.FixedCodebook is null ? zeros(m, n, dtype, device) : null;
+        var indices = zeros(m, n / d, ScalarType.Int64, device);
         var books = new Tensor[rg * cgN];
 
         for (int cg = cgN - 1; cg >= 0; cg--)
@@ -83,14 +83,14 @@ public static class BlockLdlq
                 ? Enumerable.Repeat(fixedBook.to(dtype), rg).ToList()
                 : FitTiles(Z, Dg, b, layout, cg, sizes, cgN, o);
             for (int r = 0; r < rg; r++) books[r * cgN + cg] = groupBooks[r].clone().MoveToOuterDisposeScope();
-            var Eg = zeros(m, C, dtype);
+            var Eg = zeros(m, C, dtype, device);
             for (int i = C - d; i >= 0; i -= d)
             {
                 using var step = NewDisposeScope();
                 var t = Z[.., i..(i + d)];
                 if (i + d < C) t = t.add(Eg[.., (i + d)..].matmul(Lm[(g0 + i + d)..g1, (g0 + i)..(g0 + i + d)]), one);
                 T?.index_put_(t, TensorIndex.Colon, TensorIndex.Slice(g0 + i, g0 + i + d));
-                var metric = o.EuclideanAssignment ? eye(d, dtype: dtype) : D[(g0 + i) / d];
+                var metric = o.EuclideanAssignment ? eye(d, dtype: dtype, device: D.device) : D[(g0 + i) / d];
                 var (idx, q) = Nearest(t, groupBooks, metric);
                 indices[.., (g0 + i) / d] = idx;
                 Eg[.., i..(i + d)] = Wstar[.., (g0 + i)..(g0 + i + d)] - q;

@@ -4,7 +4,7 @@ using Msavq.MLNet.Tests.Consumers;
 namespace Msavq.MLNet.Tests.Quantization;
 
 /// <summary>
-/// Rules on the quantization engine's source (issue 16.4–16.5), for the files that make it up: the methods, the
+/// Rules on the quantization engine's source (issues 16.4, 16.5), for the files that make it up: the methods, the
 /// statistics, the planner, fine-tuning and the layer dispatcher. The runtime checks are FinalizerRaceTests and
 /// DeviceTests; these point at the line.
 /// </summary>
@@ -46,5 +46,37 @@ public sealed class EngineSourceTests
             .SelectMany(l => rules.Where(r => r.Pattern.IsMatch(l.Code)).Select(r => $"{l.File}:{l.Line} {r.Why}: {l.Code.Trim()}"))
             .ToList();
         Assert.IsEmpty(found, "implicit Scalars:\n" + string.Join("\n", found));
+    }
+
+    /// <summary>
+    /// Every tensor the engine creates from nothing names a device (the one of the tensor it works with), so the engine
+    /// runs where its inputs are. A call that must stay on the CPU says why in a "// cpu:" comment on its first line.
+    /// And <c>data&lt;T&gt;()</c>, which reads host memory, only after <c>cpu()</c>.
+    /// </summary>
+    [TestMethod]
+    public void EveryFactory_NamesADevice_AndHostReadsGoThroughCpu()
+    {
+        var factory = new Regex(@"(?:(?<![\w.])|(?<=\btorch\.))(zeros|ones|empty|eye|arange|full|tensor|rand|randn|randint|randperm|linspace)\(");
+        var found = new List<string>();
+        int calls = 0;
+        foreach (var (file, lines) in EngineFiles())
+        {
+            string code = string.Join("\n", lines.Select(Code));
+            foreach (Match m in factory.Matches(code))
+            {
+                int end = m.Index + m.Length, depth = 1;
+                while (depth > 0 && end < code.Length) depth += code[end++] switch { '(' => 1, ')' => -1, _ => 0 };
+                string args = code[(m.Index + m.Length)..(end - 1)];
+                int line = code[..m.Index].Count(ch => ch == '\n');
+                calls++;
+                if (!args.Contains("device", StringComparison.OrdinalIgnoreCase) && !lines[line].Contains("// cpu:", StringComparison.Ordinal))
+                    found.Add($"{file}:{line + 1} {m.Groups[1].Value}({Regex.Replace(args, @"\s+", " ")}) names no device");
+            }
+            found.AddRange(lines.Select((l, i) => (Code: Code(l), Line: i + 1))
+                .Where(l => l.Code.Contains(".data<", StringComparison.Ordinal) && !l.Code.Contains(".cpu().data<", StringComparison.Ordinal))
+                .Select(l => $"{file}:{l.Line} data<T>() on a tensor that may not be on the CPU: {l.Code.Trim()}"));
+        }
+        Assert.IsGreaterThan(40, calls, "the factory calls were found");
+        Assert.IsEmpty(found, string.Join("\n", found));
     }
 }
