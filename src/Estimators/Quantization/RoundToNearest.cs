@@ -53,6 +53,7 @@ public static class RoundToNearest
         // Explicit Scalars: TorchSharp leaves implicit ones to the finalizer (see RmsNorm).
         using var top = ((double)maxq).ToScalar();
         using var bottom = 0.0.ToScalar();
+        using var one = 1.ToScalar();   // the alpha of a tensor + tensor
         using var scope = NewDisposeScope();
         var x = w.to(ScalarType.Float32);
         var parts = new List<Tensor>();
@@ -65,7 +66,7 @@ public static class RoundToNearest
             var range = hi - lo;
             var scale = where(range.gt(bottom), range.div(top), ones_like(range)).to(ScalarType.Float16).to(ScalarType.Float32);
             var offset = lo.to(ScalarType.Float16).to(ScalarType.Float32);
-            parts.Add(g.sub(offset).div(scale).round().clamp(bottom, top).mul(scale).add(offset));
+            parts.Add(g.sub(offset).div(scale).round().clamp(bottom, top).mul(scale).add(offset, one));
         }
         return cat(parts, 1).to(w.dtype).MoveToOuterDisposeScope();
     }
