@@ -106,6 +106,7 @@ public sealed class MixedPrecisionVqEstimator : IEstimator<MixedPrecisionVqTrans
 
     private MixedPrecisionVqTransformer Fit(CalibrationResult calib, Sensitivity.BitAllocationPlan plan, DataViewSchema schema)
     {
+        ContextDevice.Check(_ml, calib.Model.Device);
         if (_options.ScoreRows && calib.Model is not IVqaModel)
             throw new InvalidOperationException($"{calib.Model.GetType().Name} does not answer questions, so its rows cannot be scored: " +
                 $"set {nameof(Options)}.{nameof(Options.ScoreRows)} = false to get the quantized network as the transformer's Model.");

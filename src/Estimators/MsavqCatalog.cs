@@ -22,9 +22,13 @@ public sealed class MsavqCatalog
         new(new CalibrationCollector.Options
         {
             Model = model, ImageColumnName = imageColumn, TextColumnName = textColumn, AnswerColumnName = answerColumn,
-        });
+        }, Context);
 
-    public CalibrationCollector CollectCalibration(CalibrationCollector.Options options) => new(options);
+    /// <remarks>
+    /// The chain works where the model is and never moves it; <see cref="MLContext.GpuDeviceId"/> and
+    /// <see cref="MLContext.FallbackToCpu"/> are checked against the model's device when it is fitted (see README, Limitations).
+    /// </remarks>
+    public CalibrationCollector CollectCalibration(CalibrationCollector.Options options) => new(options, Context);
 
     /// <summary>Estimate salience and allocate bits under an all-in budget of <paramref name="targetBitsPerWeight"/>.</summary>
     public SensitivityEstimator EstimateSensitivity(double targetBitsPerWeight = Defaults.TargetBitsPerWeight,

@@ -22,7 +22,7 @@ public sealed class ReportCommand(IAnsiConsole console) : Command<ReportCommand.
 {
     public sealed class Settings : QuantizationSettings
     {
-        private const string AllMethods = "rtn,gptq,gptvq,msavq";
+        private const string AllMethods = "rtn,gptq,gptqmixed,gptvq,msavq";
 
         [CommandOption("--out <DIR>"), Description("Folder to write (created; files in it are replaced)."), DefaultValue("report")]
         public string Out { get; init; } = "report";
@@ -58,7 +58,7 @@ public sealed class ReportCommand(IAnsiConsole console) : Command<ReportCommand.
             if (Questions < 1) return ValidationResult.Error("--questions must be >= 1");
             var names = MethodNames();
             if (names.Length == 0 || names.Any(m => !Enum.GetNames<QuantizationMethod>().Contains(m, StringComparer.OrdinalIgnoreCase)))
-                return ValidationResult.Error($"--methods: '{Methods}' is not a comma-separated list of rtn, gptq, gptvq, msavq");
+                return ValidationResult.Error($"--methods: '{Methods}' is not a comma-separated list of rtn, gptq, gptqmixed, gptvq, msavq");
             try
             {
                 var budgets = ParsedBudgets();

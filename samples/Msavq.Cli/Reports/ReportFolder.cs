@@ -95,7 +95,7 @@ public sealed class ReportFolder(ReportCommand.Settings settings, IReadOnlyList<
     private static Dictionary<string, List<(double Bits, double Value)>> ByMethod(List<ReportRun> ran, Func<ReportRun, double> value) =>
         ran.GroupBy(r => r.Name).ToDictionary(g => g.Key, g => g.Select(r => (r.BitsPerWeight, value(r))).ToList());
 
-    /// <summary>The columns of 'msavq bench accuracy's table, plus why a run could not be made.</summary>
+    /// <summary>One row per run of this report (method, budget, realized bits, accuracy, KL), plus why a run could not be made.</summary>
     private string ResultsCsv()
     {
         static string N(double x) => double.IsNaN(x) ? "" : x.ToString("R", CultureInfo.InvariantCulture);

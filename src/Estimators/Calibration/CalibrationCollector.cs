@@ -41,14 +41,25 @@ public sealed class CalibrationCollector : IEstimator<CalibrationTransformer>
     private readonly Options _options;
     /// <summary>True for the copy <see cref="Append{TTrans}"/> puts at the head of a chain.</summary>
     private readonly bool _ownedByChain;
+    /// <summary>The context this collector came from (<c>ml.Msavq()</c>), whose device request <see cref="Fit"/> checks.</summary>
+    private readonly MLContext? _context;
 
-    public CalibrationCollector(Options options) : this(options, ownedByChain: false)
+    /// <remarks>
+    /// Made this way it has no <see cref="MLContext"/>, so it checks no device request; <c>ml.Msavq().CollectCalibration</c>
+    /// checks the context's (<see cref="ContextDevice"/>).
+    /// </remarks>
+    public CalibrationCollector(Options options) : this(options, context: null, ownedByChain: false)
     {
     }
 
-    private CalibrationCollector(Options options, bool ownedByChain)
+    internal CalibrationCollector(Options options, MLContext? context) : this(options, context, ownedByChain: false)
+    {
+    }
+
+    private CalibrationCollector(Options options, MLContext? context, bool ownedByChain)
     {
         _ownedByChain = ownedByChain;
+        _context = context;
         _options = options ?? throw new ArgumentNullException(nameof(options));
         if (options.Model is null) throw new ArgumentNullException(nameof(options), "Options.Model is required.");
         if (options.BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(options), $"BatchSize must be >= 1, got {options.BatchSize}.");
@@ -64,7 +75,7 @@ public sealed class CalibrationCollector : IEstimator<CalibrationTransformer>
         where TTrans : class, ITransformer
     {
         ArgumentNullException.ThrowIfNull(estimator);
-        return new EstimatorChain<ITransformer>().Append(new CalibrationCollector(_options, ownedByChain: true), scope).Append(estimator, scope);
+        return new EstimatorChain<ITransformer>().Append(new CalibrationCollector(_options, _context, ownedByChain: true), scope).Append(estimator, scope);
     }
 
     public SchemaShape GetOutputSchema(SchemaShape inputSchema)
@@ -75,8 +86,10 @@ public sealed class CalibrationCollector : IEstimator<CalibrationTransformer>
         return inputSchema;
     }
 
+    /// <exception cref="InvalidOperationException">The context asks for a device the model is not on (<see cref="ContextDevice"/>).</exception>
     public CalibrationTransformer Fit(IDataView input)
     {
+        ContextDevice.Check(_context, _options.Model.Device);
         var rows = CalibrationRows.Read(input, _options.ImageColumnName, _options.TextColumnName, _options.AnswerColumnName);
         // Every row before any work: the model names what it cannot calibrate on (an answer outside its vocabulary).
         for (int i = 0; i < rows.Count; i++)

@@ -1,4 +1,5 @@
 using Msavq.MLNet.Quantization;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Msavq.MLNet.Calibration;
@@ -85,7 +86,8 @@ public sealed class ModalityStatistics : IDisposable
             // Weighted K-FAC input factor: Σ ‖δ_s‖² x xᵀ. Plain K-FAC pairs E[x xᵀ] over all tokens with E[δ δᵀ],
             // which mis-scales the Newton step by orders of magnitude when only a few tokens carry gradient.
             using var scope = NewDisposeScope();
-            var s2 = sampledDelta.to(ScalarType.Float64).pow(2).sum(dim: 1);
+            using var two = 2.ToScalar();   // explicit Scalars throughout (WeightedKMeans says why)
+            var s2 = sampledDelta.to(ScalarType.Float64).pow(two).sum(dim: 1);
             var x64 = x.to(ScalarType.Float64);
             (image ? _imageCurvatureA : _textCurvatureA).addmm_((x64 * s2.unsqueeze(1)).t(), x64);
             if (image) _imageCurvature += s2.sum().item<double>(); else _textCurvature += s2.sum().item<double>();
@@ -110,12 +112,23 @@ public sealed class ModalityStatistics : IDisposable
         using var scope = NewDisposeScope();
         double ni = Image.InputWeight * visionWeight, nt = Text.InputWeight;
         double gi = Image.GradientWeight * visionWeight, gt = Text.GradientWeight;
-        var a = (Image.InputCovariance() * ni + Text.InputCovariance() * nt) / Math.Max(ni + nt, double.Epsilon);
-        var b = (Image.OutputFactorDiagonal() * gi + Text.OutputFactorDiagonal() * gt) / Math.Max(gi + gt, double.Epsilon);
-        var g = (Image.WeightGradient() * gi + Text.WeightGradient() * gt) / Math.Max(gi + gt, double.Epsilon);
         double curvature = _imageCurvature * visionWeight + _textCurvature;
-        var ca = (_imageCurvatureA * visionWeight + _textCurvatureA) / Math.Max(gi + gt, double.Epsilon);
-        var cb = b * ((gi + gt) / Math.Max(curvature, double.Epsilon));
+        using var one = 1.ToScalar();
+        using var sNi = ni.ToScalar();
+        using var sNt = nt.ToScalar();
+        using var sGi = gi.ToScalar();
+        using var sGt = gt.ToScalar();
+        using var sR = visionWeight.ToScalar();
+        using var inputs = Math.Max(ni + nt, double.Epsilon).ToScalar();
+        using var gradients = Math.Max(gi + gt, double.Epsilon).ToScalar();
+        using var toCurvature = ((gi + gt) / Math.Max(curvature, double.Epsilon)).ToScalar();
+        // (image·r + text) / total, as (x * ni + y * nt) / n with explicit Scalars.
+        Tensor Mix(Tensor image, Scalar wi, Tensor text, Scalar wt, Scalar total) => image.mul(wi).add(text.mul(wt), one).div(total);
+        var a = Mix(Image.InputCovariance(), sNi, Text.InputCovariance(), sNt, inputs);
+        var b = Mix(Image.OutputFactorDiagonal(), sGi, Text.OutputFactorDiagonal(), sGt, gradients);
+        var g = Mix(Image.WeightGradient(), sGi, Text.WeightGradient(), sGt, gradients);
+        var ca = _imageCurvatureA.mul(sR).add(_textCurvatureA, one).div(gradients);
+        var cb = b.mul(toCurvature);
         return new CombinedStatistics(a.MoveToOuterDisposeScope(), b.MoveToOuterDisposeScope(), g.MoveToOuterDisposeScope(),
             ca.MoveToOuterDisposeScope(), cb.MoveToOuterDisposeScope(), visionWeight);
     }
@@ -126,8 +139,12 @@ public sealed class ModalityStatistics : IDisposable
         using var scope = NewDisposeScope();
         var v = Image.InputCovariance().diagonal();
         var t = Text.InputCovariance().diagonal();
-        var sum = v + t;
-        var a = where(sum.gt(0), v / sum.clamp_min(double.Epsilon), full_like(sum, 0.5));
+        using var one = 1.ToScalar();
+        using var zero = 0.ToScalar();
+        using var tiny = double.Epsilon.ToScalar();
+        using var half = 0.5.ToScalar();
+        var sum = v.add(t, one);
+        var a = where(sum.gt(zero), v / sum.clamp_min(tiny), full_like(sum, half));
         return a.cpu().data<double>().ToArray();
     }
 

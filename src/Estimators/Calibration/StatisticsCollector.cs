@@ -36,6 +36,7 @@ internal static class StatisticsCollector
         {
             using var grad = enable_grad();
             using var sampler = new Generator(seed: SamplerSeed, device: model.Device);
+            using var ignored = (-100).ToScalar();   // explicit Scalars (WeightedKMeans says why)
             int batches = (rows.Count + batchSize - 1) / batchSize;
             for (int bi = 0; bi < batches; bi++)
             {
@@ -46,7 +47,7 @@ internal static class StatisticsCollector
                 var logits = model.Logits(batch);
                 var flat = logits.reshape(-1, logits.shape[^1]);
                 var labels = batch.Labels.reshape(-1);
-                var answer = labels.ne(-100);
+                var answer = labels.ne(ignored);
                 if (!answer.any().item<bool>()) throw new ArgumentException("A calibration batch has no answer tokens to compute the loss on.");
                 // Summed (not averaged) answer-token losses: per-token gradients at their own scale (§8.2).
                 var loss = F.cross_entropy(flat, labels, ignore_index: -100, reduction: nn.Reduction.Sum);
@@ -104,6 +105,8 @@ internal static class StatisticsCollector
     {
         long n = x.shape[^1], m = delta.shape[^1];
         long seq = batch.Modality.shape[1];
+        using var zero = 0.ToScalar();
+        using var image = ((long)TokenModality.Image).ToScalar();
         var x2 = x.reshape(-1, n);
         var d2 = delta.reshape(-1, m);
         var s2 = sampled.reshape(-1, m);
@@ -111,9 +114,9 @@ internal static class StatisticsCollector
         {
             // Language-model positions: the batch says which are image tokens; padding is left out.
             var modality = batch.Modality.reshape(-1);
-            var valid = batch.Valid.reshape(-1).gt(0);
-            var img = (modality.eq((long)TokenModality.Image) & valid).nonzero().squeeze(1);
-            var txt = (modality.ne((long)TokenModality.Image) & valid).nonzero().squeeze(1);
+            var valid = batch.Valid.reshape(-1).gt(zero);
+            var img = (modality.eq(image) & valid).nonzero().squeeze(1);
+            var txt = (modality.ne(image) & valid).nonzero().squeeze(1);
             s.Add(true, x2.index_select(0, img), d2.index_select(0, img), s2.index_select(0, img));
             s.Add(false, x2.index_select(0, txt), d2.index_select(0, txt), s2.index_select(0, txt));
         }

@@ -41,11 +41,11 @@ internal static class CodebookFineTuner
             foreach (var l in layers) l.Module.weight!.requires_grad = true;
             var batches = Batches(rows, o);
             double before = Kl(teacher, student, batches, layers, rounded: true);
-            var optimizer = optim.Adam(layers.SelectMany(l => l.Parameters), lr: o.LearningRate);
+            using var optimizer = new Adam(layers.SelectMany(l => l.Parameters), o.LearningRate);
             for (int step = 0; step < o.Steps; step++)
             {
                 using var scope = NewDisposeScope();
-                optimizer.zero_grad();
+                optimizer.ZeroGrad();
                 var weights = layers.Select(l => l.Weight()).ToList();
                 using (no_grad())
                     for (int i = 0; i < layers.Count; i++) layers[i].Module.weight!.copy_(weights[i]);
@@ -54,7 +54,7 @@ internal static class CodebookFineTuner
                 // Second stage: the weights' gradients flow on into the codebooks and scales they are made of.
                 autograd.backward(weights, layers.Select(l => l.Module.weight!.grad!).ToList());
                 foreach (var l in layers) l.Module.weight!.grad?.zero_();
-                optimizer.step();
+                optimizer.Step();
                 if (Environment.GetEnvironmentVariable("MSAVQ_DEBUG") is not null && step % 10 == 0) Console.Error.WriteLine($"step {step}: loss {loss.item<float>():G4} {DateTime.Now:HH:mm:ss.fff}");
                 progress?.Report(new QuantizationProgress("fine-tune", null, step + 1, o.Steps));
             }
@@ -90,7 +90,8 @@ internal static class CodebookFineTuner
             target = Distribution(teacher.Logits(batch), batch).log_softmax(-1);
         using var studentBatch = student.Encode(rows);
         var logp = Distribution(student.Logits(studentBatch), studentBatch).log_softmax(-1);
-        return F.kl_div(logp, target, reduction: nn.Reduction.Mean, log_target: true) * logp.shape[1];
+        using var positions = logp.shape[1].ToScalar();   // explicit Scalars (WeightedKMeans says why)
+        return F.kl_div(logp, target, reduction: nn.Reduction.Mean, log_target: true).mul(positions);
     }
 
     /// <summary>
@@ -100,10 +101,12 @@ internal static class CodebookFineTuner
     /// </summary>
     private static Tensor Distribution(Tensor logits, ModelBatch batch)
     {
+        using var zero = 0.ToScalar();
+        using var ignored = (-100).ToScalar();
         var flat = logits.reshape(-1, logits.shape[^1]);
         var mask = logits.dim() == 3 && logits.shape[1] == batch.Valid.shape[1] && logits.shape[0] == batch.Valid.shape[0]
-            ? batch.Valid.reshape(-1).gt(0)
-            : batch.Labels.reshape(-1).ne(-100);
+            ? batch.Valid.reshape(-1).gt(zero)
+            : batch.Labels.reshape(-1).ne(ignored);
         return flat.index_select(0, mask.nonzero().squeeze(1)).to_type(ScalarType.Float32);
     }
 
@@ -114,6 +117,67 @@ internal static class CodebookFineTuner
         using var _ = no_grad();
         foreach (var l in layers) l.Module.weight!.copy_(rounded ? StoredWeights.Weight(l.Stored(), l.Module.weight.device) : l.Weight());
         return batches.Average(b => Loss(teacher, student, b).item<float>());
+    }
+
+    /// <summary>
+    /// Adam as TorchSharp's <c>optim.Adam</c> computes it with its defaults (β = 0.9, 0.999; ε = 1e-8; no weight decay),
+    /// the same operations in the same order, but with explicit Scalars: the library's step passes its coefficients as
+    /// implicit ones, which the finalizer may free while libtorch reads them (WeightedKMeans says more).
+    /// </summary>
+    private sealed class Adam : IDisposable
+    {
+        private const double Beta1 = 0.9, Beta2 = 0.999, Epsilon = 1e-8;
+        private readonly List<TorchSharp.Modules.Parameter> _parameters;
+        private readonly Tensor[] _average, _averageSquare;
+        private readonly double _learningRate;
+        private long _step;
+
+        public Adam(IEnumerable<TorchSharp.Modules.Parameter> parameters, double learningRate)
+        {
+            _parameters = parameters.ToList();
+            _learningRate = learningRate;
+            _average = _parameters.Select(p => zeros_like(p).DetachFromDisposeScope()).ToArray();
+            _averageSquare = _parameters.Select(p => zeros_like(p).DetachFromDisposeScope()).ToArray();
+        }
+
+        public void ZeroGrad()
+        {
+            foreach (var p in _parameters)
+            {
+                using var grad = p.grad;
+                grad?.zero_();
+            }
+        }
+
+        public void Step()
+        {
+            using var _ = no_grad();
+            using var scope = NewDisposeScope();
+            _step++;
+            double correction1 = 1 - Math.Pow(Beta1, _step), correction2 = 1 - Math.Pow(Beta2, _step);
+            using var one = 1.ToScalar();
+            using var beta1 = Beta1.ToScalar();
+            using var rest1 = (1 - Beta1).ToScalar();
+            using var beta2 = Beta2.ToScalar();
+            using var rest2 = (1 - Beta2).ToScalar();
+            using var epsilon = Epsilon.ToScalar();
+            using var root = Math.Sqrt(correction2).ToScalar();
+            using var stepSize = (-(_learningRate / correction1)).ToScalar();
+            for (int i = 0; i < _parameters.Count; i++)
+            {
+                var grad = _parameters[i].grad;
+                if (grad is null) continue;
+                _average[i].mul_(beta1).add_(grad, rest1);
+                _averageSquare[i].mul_(beta2).addcmul_(grad, grad.conj(), rest2);
+                var denominator = _averageSquare[i].sqrt().div(root).add_(epsilon, one);
+                _parameters[i].addcdiv_(_average[i], denominator, stepSize);
+            }
+        }
+
+        public void Dispose()
+        {
+            foreach (var t in _average.Concat(_averageSquare)) t.Dispose();
+        }
     }
 
     /// <summary>One vector-quantized layer as trainable tensors: all its codebooks in one vector, and its row scales.</summary>

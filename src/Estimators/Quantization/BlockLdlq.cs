@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Msavq.MLNet.Quantization;
@@ -54,19 +55,21 @@ public static class BlockLdlq
         var sizes = o.TileCodebookSizes ?? Enumerable.Repeat(o.CodebookSize, rg * cgN).ToArray();
         if (sizes.Length != rg * cgN) throw new ArgumentException($"{sizes.Length} tile codebook sizes for {rg * cgN} tiles.");
         foreach (int k in sizes.Distinct()) CodebookLimits.Check(k, d);
-        var dtype = target.dtype;
+        var (dtype, device) = (target.dtype, target.device);
         using var scope = NewDisposeScope();
+        using var one = 1.ToScalar();   // explicit Scalars throughout (WeightedKMeans says why)
 
         var (H, Wstar, _) = HessianFactor.HandleDeadInputs(a.to(ScalarType.Float64), target);
-        var An = H / H.diagonal().mean().item<double>();                   // scale-free copy (§8.2)
+        using var meanDiagonal = H.diagonal().mean().item<double>().ToScalar();
+        var An = H.div(meanDiagonal);                                        // scale-free copy (§8.2)
         var ldl = BlockLdl.FromCholesky(HessianFactor.Cholesky(An, o.RelativeDamping).Lower, d);
-        var Lm = (ldl.L - eye(n, dtype: ScalarType.Float64)).to(dtype);   // strictly block-lower part
+        var Lm = (ldl.L - eye(n, dtype: ScalarType.Float64, device: ldl.L.device)).to(dtype);   // strictly block-lower part
         var D = ldl.D.to(dtype);                               // [n/d, d, d]
         var b = rowWeights?.to(dtype);
 
-        var E = zeros(m, n, dtype);                                          // W* − Ŵ on quantized columns
-        var T = o.RefineCodebooks && o.FixedCodebook is null ? zeros(m, n, dtype) : null;
-        var indices = zeros(m, n / d, ScalarType.Int64);
+        var E = zeros(m, n, dtype, device);                                  // W* − Ŵ on quantized columns
+        var T = o.RefineCodebooks && o.FixedCodebook is null ? zeros(m, n, dtype, device) : null;
+        var indices = zeros(m, n / d, ScalarType.Int64, device);
         var books = new Tensor[rg * cgN];
 
         for (int cg = cgN - 1; cg >= 0; cg--)
@@ -75,20 +78,20 @@ public static class BlockLdlq
             int g0 = cg * C, g1 = g0 + C;
             // Feedback from every quantized group to the right, in one matmul (lazy, as GPTQ's blocks).
             var Z = Wstar[.., g0..g1].clone();
-            if (g1 < n) Z += E[.., g1..].matmul(Lm[g1.., g0..g1]);
+            if (g1 < n) Z = Z.add(E[.., g1..].matmul(Lm[g1.., g0..g1]), one);
             var Dg = D[(g0 / d)..(g1 / d)];
             var groupBooks = o.FixedCodebook is { } fixedBook
                 ? Enumerable.Repeat(fixedBook.to(dtype), rg).ToList()
                 : FitTiles(Z, Dg, b, layout, cg, sizes, cgN, o);
             for (int r = 0; r < rg; r++) books[r * cgN + cg] = groupBooks[r].clone().MoveToOuterDisposeScope();
-            var Eg = zeros(m, C, dtype);
+            var Eg = zeros(m, C, dtype, device);
             for (int i = C - d; i >= 0; i -= d)
             {
                 using var step = NewDisposeScope();
                 var t = Z[.., i..(i + d)];
-                if (i + d < C) t = t + Eg[.., (i + d)..].matmul(Lm[(g0 + i + d)..g1, (g0 + i)..(g0 + i + d)]);
+                if (i + d < C) t = t.add(Eg[.., (i + d)..].matmul(Lm[(g0 + i + d)..g1, (g0 + i)..(g0 + i + d)]), one);
                 T?.index_put_(t, TensorIndex.Colon, TensorIndex.Slice(g0 + i, g0 + i + d));
-                var metric = o.EuclideanAssignment ? eye(d, dtype: dtype) : D[(g0 + i) / d];
+                var metric = o.EuclideanAssignment ? eye(d, dtype: dtype, device: D.device) : D[(g0 + i) / d];
                 var (idx, q) = Nearest(t, groupBooks, metric);
                 indices[.., (g0 + i) / d] = idx;
                 Eg[.., i..(i + d)] = Wstar[.., (g0 + i)..(g0 + i + d)] - q;
@@ -130,13 +133,13 @@ public static class BlockLdlq
         layout.Validate(m, n);
         int rg = layout.RowGroups(m), cgN = layout.ColumnGroups(n);
         using var scope = NewDisposeScope();
-        var flip = arange(n - 1, -1, -1, ScalarType.Int64, target.device);
+        var flip = Descending(n, target.device);
         int[]? sizes = o.TileCodebookSizes is { } s
             ? Enumerable.Range(0, rg * cgN).Select(t => s[t / cgN * cgN + cgN - 1 - t % cgN]).ToArray()
             : null;
         using var mirrored = Quantize(target.index_select(1, flip), a.index_select(0, flip).index_select(1, flip), rowWeights,
             o with { Forward = false, Layout = layout, TileCodebookSizes = sizes });
-        var vectors = arange(n / layout.VectorDim - 1, -1, -1, ScalarType.Int64, target.device);
+        var vectors = Descending(n / layout.VectorDim, target.device);
         var books = Enumerable.Range(0, rg * cgN)
             .Select(t => mirrored.Codebooks[t / cgN * cgN + cgN - 1 - t % cgN].flip(1).MoveToOuterDisposeScope()).ToArray();
         return new VectorQuantizedWeight
@@ -145,6 +148,10 @@ public static class BlockLdlq
             Precision = mirrored.Precision,
         };
     }
+
+    /// <summary>n − 1, …, 0 as int64 on <paramref name="device"/> (built here: <c>arange</c> takes implicit Scalars).</summary>
+    private static Tensor Descending(long n, Device device) =>
+        tensor(Enumerable.Range(0, (int)n).Select(j => n - 1 - j).ToArray(), device: device);
 
     /// <summary>
     /// One codebook per row group of the column group (§8.4 step 6): weighted k-means with the diagonal of each

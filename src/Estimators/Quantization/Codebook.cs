@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Msavq.MLNet.Quantization;
@@ -25,7 +26,11 @@ public static class Codebook
                 using var scope = NewDisposeScope();
                 double max = c.abs().max().to(ScalarType.Float64).item<double>();
                 double scale = (double)(Half)(max > 0 ? max / 127 : 1.0);
-                return ((c / scale).round().clamp(-127, 127) * scale).MoveToOuterDisposeScope();
+                // Explicit Scalars (WeightedKMeans says why).
+                using var s = scale.ToScalar();
+                using var low = (-127).ToScalar();
+                using var high = 127.ToScalar();
+                return c.div(s).round().clamp(low, high).mul(s).MoveToOuterDisposeScope();
             }
             default:
                 return c.to(ScalarType.Float32).to(c.dtype);

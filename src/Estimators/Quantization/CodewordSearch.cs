@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Msavq.MLNet.Quantization;
@@ -12,11 +13,12 @@ internal static class CodewordSearch
     public static (Tensor Indices, Tensor Codewords) Nearest(Tensor x, Tensor codebooks, Tensor metric)
     {
         using var scope = NewDisposeScope();
+        using var two = 2.ToScalar();   // explicit Scalars throughout (WeightedKMeans says why)
         long groups = codebooks.shape[0], k = codebooks.shape[1], d = codebooks.shape[2], m = x.shape[0];
         var xr = x.reshape(groups, m / groups, d);
         var cm = codebooks.matmul(metric);                               // [G, K, d]
         var cc = (cm * codebooks).sum(-1).unsqueeze(1);                    // [G, 1, K]
-        var dist = cc - 2 * xr.matmul(cm.transpose(1, 2));                 // [G, R, K] (+ x M xᵀ, constant per row)
+        var dist = cc.sub(xr.matmul(cm.transpose(1, 2)).mul(two));               // [G, R, K] (+ x M xᵀ, constant per row)
         var idx = dist.argmin(-1);                                         // [G, R]
         var q = codebooks.gather(1, idx.unsqueeze(-1).expand(groups, m / groups, d));
         return (idx.reshape(m).MoveToOuterDisposeScope(), q.reshape(m, d).MoveToOuterDisposeScope());
@@ -33,26 +35,30 @@ internal static class CodewordSearch
     public static Tensor Refine(Tensor codebook, Tensor targets, Tensor indices, Tensor metrics, Tensor? rowWeights)
     {
         using var scope = NewDisposeScope();
+        using var one = 1.ToScalar();
+        using var zero = 0.ToScalar();
+        using var tiny = 1e-300.ToScalar();
+        using var ridge = 1e-10.ToScalar();
         long k = codebook.shape[0], d = codebook.shape[1], r = targets.shape[0], v = indices.shape[1];
         var t = targets.reshape(r, v, d);
         var m = metrics.unsqueeze(0).expand(r, v, d, d);
         if (rowWeights is not null) m = m * rowWeights.reshape(r, 1, 1, 1);
         var mt = m.matmul(t.unsqueeze(-1)).squeeze(-1);                   // [R, V, d]
         var a = indices.reshape(-1);
-        var sumM = zeros(k, d, d, codebook.dtype, codebook.device).index_add_(0, a, m.reshape(-1, d, d), 1);
-        var sumMt = zeros(k, d, codebook.dtype, codebook.device).index_add_(0, a, mt.reshape(-1, d), 1);
-        var used = bincount(a, minlength: k).gt(0);
+        var sumM = zeros(k, d, d, codebook.dtype, codebook.device).index_add_(0, a, m.reshape(-1, d, d), one);
+        var sumMt = zeros(k, d, codebook.dtype, codebook.device).index_add_(0, a, mt.reshape(-1, d), one);
+        var used = bincount(a, minlength: k).gt(zero);
         // Solve in float64 with a tiny relative ridge: float32 sums of badly scaled D_k blocks can be numerically
         // singular. A codeword whose system still fails keeps the diagonal (per-dimension weighted mean) update.
         var m64 = sumM.to(ScalarType.Float64);
         var v64 = sumMt.to(ScalarType.Float64);
-        var scale = m64.diagonal(0, 1, 2).mean(new long[] { -1 }).clamp_min(1e-300).reshape(k, 1, 1);
-        var ridged = m64 + eye(d, dtype: ScalarType.Float64, device: codebook.device) * (scale * 1e-10);
+        var scale = m64.diagonal(0, 1, 2).mean(new long[] { -1 }).clamp_min(tiny).reshape(k, 1, 1);
+        var ridged = m64.add(eye(d, dtype: ScalarType.Float64, device: codebook.device) * scale.mul(ridge), one);
         var (chol, info) = linalg.cholesky_ex(ridged, check_errors: false);    // Σ M_p is symmetric PSD
-        var safe = where(info.eq(0).reshape(k, 1, 1), chol, eye(d, dtype: ScalarType.Float64, device: codebook.device).expand(k, d, d));
+        var safe = where(info.eq(zero).reshape(k, 1, 1), chol, eye(d, dtype: ScalarType.Float64, device: codebook.device).expand(k, d, d));
         var solved = cholesky_solve(v64.unsqueeze(-1), safe).squeeze(-1);
-        var diagonal = v64 / m64.diagonal(0, 1, 2).clamp_min(1e-300);
-        var good = info.eq(0).unsqueeze(1).logical_and(solved.isfinite());
+        var diagonal = v64 / m64.diagonal(0, 1, 2).clamp_min(tiny);
+        var good = info.eq(zero).unsqueeze(1).logical_and(solved.isfinite());
         solved = where(good, solved, diagonal).to(codebook.dtype);
         var ok = used.unsqueeze(1).logical_and(solved.isfinite());
         return where(ok, solved, codebook).MoveToOuterDisposeScope();

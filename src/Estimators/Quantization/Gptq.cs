@@ -32,7 +32,7 @@ public static class Gptq
         long m = weight.shape[0], n = weight.shape[1];
         if (hessian.shape[0] != n || hessian.shape[1] != n)
             throw new ArgumentException($"Hessian is {hessian.shape[0]}×{hessian.shape[1]}, expected {n}×{n}.");
-        var dtype = weight.dtype;
+        var (dtype, device) = (weight.dtype, weight.device);
         using var scope = NewDisposeScope();
         var W = weight.clone();
         MinMaxGrid? grid = o.GroupSize <= 0 ? MinMaxQuantizer.Fit(W, o.Bits, o.Symmetric) : null;
@@ -50,7 +50,7 @@ public static class Gptq
         if (o.ActOrder)
         {
             var p = H.diagonal().argsort(descending: true);
-            perm = p.data<long>().ToArray();
+            perm = p.cpu().data<long>().ToArray();
             W = W.index_select(1, p);
             H = H.index_select(0, p).index_select(1, p);
         }
@@ -59,9 +59,9 @@ public static class Gptq
         var Hinv = HessianFactor.UpperInverseCholesky(L).to(dtype);
         W = W.to(dtype);
 
-        var codes = zeros(m, n, dtype);          // in sweep order
-        var scales = zeros(m, groups, dtype);
-        var zerosT = zeros(m, groups, dtype);
+        var codes = zeros(m, n, dtype, device);          // in sweep order
+        var scales = zeros(m, groups, dtype, device);
+        var zerosT = zeros(m, groups, dtype, device);
         var groupOfSweepColumn = new int[n];
         if (o.GroupSize <= 0)
         {
@@ -118,7 +118,7 @@ public static class Gptq
         var groupOfColumn = new int[n];
         if (perm is not null)
         {
-            var inv = tensor(perm).argsort();
+            var inv = tensor(perm, device: device).argsort();
             codes = codes.index_select(1, inv);
             for (long j = 0; j < n; j++) groupOfColumn[perm[j]] = groupOfSweepColumn[j];
         }

@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Msavq.MLNet.Quantization;
@@ -38,15 +39,16 @@ public static class Gptvq
         var layout = VqLayout.ForGroupSize(m, n, d, o.ColumnsPerGroup, o.WeightsPerCodebook);
         layout.Validate(m, n);
         int rg = layout.RowGroups(m), cgN = layout.ColumnGroups(n), C = layout.ColumnsPerGroup, R = layout.RowsPerGroup;
-        var dtype = weight.dtype;
+        var (dtype, device) = (weight.dtype, weight.device);
         using var scope = NewDisposeScope();
+        using var minusTwo = (-2).ToScalar();   // explicit Scalar (WeightedKMeans says why)
 
         var (H, W, _) = HessianFactor.HandleDeadInputs(hessian.to(ScalarType.Float64), weight);
         var U = HessianFactor.UpperInverseCholesky(HessianFactor.Cholesky(H, o.PercentDamping).Lower).to(dtype);
-        var hw = U.diagonal().pow(-2);                       // OBS weight 1/[H_F⁻¹]_jj per column
-        var indices = zeros(m, n / d, ScalarType.Int64);
+        var hw = U.diagonal().pow(minusTwo);                 // OBS weight 1/[H_F⁻¹]_jj per column
+        var indices = zeros(m, n / d, ScalarType.Int64, device);
         var books = new Tensor[rg * cgN];
-        var targets = o.RefineCodebooks ? zeros(m, n, dtype) : null;
+        var targets = o.RefineCodebooks ? zeros(m, n, dtype, device) : null;
 
         for (int cg = 0; cg < cgN; cg++)
         {

@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Msavq.MLNet.Quantization;
@@ -25,12 +26,13 @@ public static class GradientShift
     public static Tensor OneSided(Tensor w, Tensor g, Tensor a, Tensor? b, GradientShiftOptions o)
     {
         using var scope = NewDisposeScope();
+        using var beta = o.Beta.ToScalar();   // explicit Scalar (WeightedKMeans says why)
         var step = SolveRight(g.to(ScalarType.Float64), a, o.InputDamping);       // G A⁻¹
         if (b is not null)
         {
             step = step / HessianFactor.FloorOutputFactor(b, o.OutputFloor).unsqueeze(1);
         }
-        return (w - (o.Beta * step).to(w.dtype)).MoveToOuterDisposeScope();
+        return (w - step.mul(beta).to(w.dtype)).MoveToOuterDisposeScope();
     }
 
     /// <summary>Two-sided Kronecker form: W* = W − β·B_λ⁻¹·G·A_λ⁻¹.</summary>
@@ -40,7 +42,8 @@ public static class GradientShift
         var lb = HessianFactor.Cholesky(bFull, o.OutputDamping).Lower;
         var left = cholesky_solve(g.to(ScalarType.Float64), lb);                   // B⁻¹ G
         var step = SolveRight(left, a, o.InputDamping);                           // (B⁻¹ G) A⁻¹
-        return (w - (o.Beta * step).to(w.dtype)).MoveToOuterDisposeScope();
+        using var beta = o.Beta.ToScalar();
+        return (w - step.mul(beta).to(w.dtype)).MoveToOuterDisposeScope();
     }
 
     /// <summary>

@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Msavq.MLNet.Quantization;
@@ -14,14 +15,17 @@ public static class HessianFactor
     /// </summary>
     public static (Tensor H, Tensor W, Tensor Dead) HandleDeadInputs(Tensor h, Tensor w)
     {
-        var dead = h.diagonal().eq(0);
+        // Explicit Scalars throughout (WeightedKMeans says why).
+        using var zero = 0.ToScalar();
+        using var zeroWeight = 0.0.ToScalar();
+        var dead = h.diagonal().eq(zero);
         var hh = h.clone();
         var ww = w.clone();
         if (dead.any().item<bool>())
         {
             var idx = dead.nonzero().squeeze(1);
             hh.index_put_(ones_like(idx, ScalarType.Float64).to(hh.dtype), idx, idx);
-            ww.index_fill_(1, idx, 0.0);
+            ww.index_fill_(1, idx, zeroWeight);
         }
         return (hh, ww, dead);
     }
@@ -32,7 +36,8 @@ public static class HessianFactor
     public static Tensor FloorOutputFactor(Tensor b, double epsilon = 1e-3)
     {
         var b64 = b.to(ScalarType.Float64);
-        return b64.clamp_min(epsilon * Math.Max(b64.mean().item<double>(), double.Epsilon));
+        using var floor = (epsilon * Math.Max(b64.mean().item<double>(), double.Epsilon)).ToScalar();
+        return b64.clamp_min(floor);
     }
 
     /// <summary>H + λ·mean(diag H)·I (a new tensor).</summary>
@@ -40,7 +45,9 @@ public static class HessianFactor
     {
         double mean = h.diagonal().mean().item<double>();
         if (!(mean > 0)) mean = 1; // an all-dead (or broken) Hessian: damp on an absolute scale
-        return h + eye(h.shape[0], dtype: h.dtype, device: h.device) * (relativeDamping * mean);
+        using var one = 1.ToScalar();
+        using var lambda = (relativeDamping * mean).ToScalar();
+        return h.add(eye(h.shape[0], dtype: h.dtype, device: h.device).mul(lambda), one);
     }
 
     /// <summary>

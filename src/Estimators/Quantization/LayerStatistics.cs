@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Msavq.MLNet.Quantization;
@@ -92,19 +93,26 @@ public sealed class LayerStatistics : IDisposable
         var dw = w is null ? d64 : d64 * w.unsqueeze(1);
         var cw = w is null ? c64 : c64 * w.unsqueeze(1);
         _g.addmm_(dw.t(), x64);
-        _b.add_((cw * c64).sum(dim: 0));
+        using var one = 1.ToScalar();   // explicit Scalars throughout (WeightedKMeans says why)
+        _b.add_((cw * c64).sum(dim: 0), one);
         _bFull?.addmm_(cw.t(), c64);
         _gradientWeight += w is null ? d64.shape[0] : w.sum().item<double>();
     }
 
     /// <summary>A = Σ w x xᵀ / Σ w, [n, n] float64 (a new tensor).</summary>
-    public Tensor InputCovariance() => _a / Math.Max(_inputWeight, double.Epsilon);
+    public Tensor InputCovariance() => Divide(_a, _inputWeight);
     /// <summary>b = Σ w δ² / Σ w, [m].</summary>
-    public Tensor OutputFactorDiagonal() => _b / Math.Max(_gradientWeight, double.Epsilon);
+    public Tensor OutputFactorDiagonal() => Divide(_b, _gradientWeight);
     /// <summary>B = Σ w δ δᵀ / Σ w, [m, m]; null unless requested at construction.</summary>
-    public Tensor? OutputFactor() => _bFull is null ? null : _bFull / Math.Max(_gradientWeight, double.Epsilon);
+    public Tensor? OutputFactor() => _bFull is null ? null : Divide(_bFull, _gradientWeight);
     /// <summary>G = Σ w δ xᵀ / Σ w, [m, n]: the weight gradient of the calibration loss.</summary>
-    public Tensor WeightGradient() => _g / Math.Max(_gradientWeight, double.Epsilon);
+    public Tensor WeightGradient() => Divide(_g, _gradientWeight);
+
+    private static Tensor Divide(Tensor sum, double weight)
+    {
+        using var w = Math.Max(weight, double.Epsilon).ToScalar();
+        return sum.div(w);
+    }
 
     private static Tensor Flatten(Tensor t, long width, string what)
     {

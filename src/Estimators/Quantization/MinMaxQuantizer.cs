@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Msavq.MLNet.Quantization;
@@ -6,7 +7,14 @@ namespace Msavq.MLNet.Quantization;
 public sealed record MinMaxGrid(Tensor Scale, Tensor Zero, int MaxQ)
 {
     /// <summary>Integer codes clamp(round(x/scale) + zero, 0, maxq) for x [m, k].</summary>
-    public Tensor Codes(Tensor x) => (x / Scale.unsqueeze(1)).round().add(Zero.unsqueeze(1)).clamp(0, MaxQ);
+    public Tensor Codes(Tensor x)
+    {
+        // Explicit Scalars (WeightedKMeans says why).
+        using var one = 1.ToScalar();
+        using var low = 0.ToScalar();
+        using var high = MaxQ.ToScalar();
+        return (x / Scale.unsqueeze(1)).round().add(Zero.unsqueeze(1), one).clamp(low, high);
+    }
 
     public Tensor Dequantize(Tensor codes) => Scale.unsqueeze(1) * (codes - Zero.unsqueeze(1));
 }
@@ -22,19 +30,24 @@ public static class MinMaxQuantizer
         if (bits < 1 || bits > 16) throw new ArgumentOutOfRangeException(nameof(bits), "bits must be in 1..16.");
         int maxq = (1 << bits) - 1;
         using var scope = NewDisposeScope();
+        using var zero = 0.ToScalar();
+        using var minusOne = (-1).ToScalar();
+        using var one = 1.ToScalar();
+        using var levels = maxq.ToScalar();
+        using var middle = ((maxq + 1) / 2).ToScalar();
         var zero0 = zeros(x.shape[0], x.dtype, x.device);
         var xmin = minimum(x.amin(1), zero0);
         var xmax = maximum(x.amax(1), zero0);
         if (symmetric)
         {
             xmax = maximum(xmin.abs(), xmax);
-            xmin = where(xmin.lt(0), -xmax, xmin);
+            xmin = where(xmin.lt(zero), -xmax, xmin);
         }
-        var both = xmin.eq(0).logical_and(xmax.eq(0));
-        xmin = where(both, full_like(xmin, -1), xmin);
-        xmax = where(both, full_like(xmax, 1), xmax);
-        var scale = (xmax - xmin) / maxq;
-        var zero = symmetric ? full_like(scale, (maxq + 1) / 2) : (-xmin / scale).round();
-        return new MinMaxGrid(scale.MoveToOuterDisposeScope(), zero.MoveToOuterDisposeScope(), maxq);
+        var both = xmin.eq(zero).logical_and(xmax.eq(zero));
+        xmin = where(both, full_like(xmin, minusOne), xmin);
+        xmax = where(both, full_like(xmax, one), xmax);
+        var scale = (xmax - xmin).div(levels);
+        var offset = symmetric ? full_like(scale, middle) : (-xmin / scale).round();
+        return new MinMaxGrid(scale.MoveToOuterDisposeScope(), offset.MoveToOuterDisposeScope(), maxq);
     }
 }

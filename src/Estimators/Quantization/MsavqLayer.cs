@@ -1,5 +1,6 @@
 using Msavq.MLNet.Calibration;
 using Msavq.MLNet.Format;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Msavq.MLNet.Quantization;
@@ -83,16 +84,19 @@ public static class MsavqLayer
                 using var trial = RoundToNearest.Quantize(wp, plan.TrialBits, 64);
                 s = GradientShift.TrustScale(step, trial.Dequantize() - wp, a, o.Beta, o.ShiftTrustRatio);
             }
-            target = wp - step * s;
+            using var scale = s.ToScalar();   // explicit Scalars (WeightedKMeans says why)
+            target = wp - step.mul(scale);
         }
 
         // 3. Row scales: rows at unit RMS share codebooks better; b·s² keeps tr(E A Eᵀ diag b) unchanged.
         Tensor? rowScale = null;
         if (plan.RowScales)
         {
-            rowScale = target.pow(2).mean(new long[] { 1 }).sqrt().clamp_min(1e-8).to(ScalarType.Float16).to(target.dtype);
+            using var two = 2.ToScalar();
+            using var floor = 1e-8.ToScalar();
+            rowScale = target.pow(two).mean(new long[] { 1 }).sqrt().clamp_min(floor).to(ScalarType.Float16).to(target.dtype);
             target = target / rowScale.unsqueeze(1);
-            b = b * rowScale.to(ScalarType.Float64).pow(2);
+            b = b * rowScale.to(ScalarType.Float64).pow(two);
         }
 
         // 4. Block-LDL vector quantization with the planned codebooks (§8.4 steps 2–9).

@@ -40,8 +40,8 @@ public static class RoundToNearest
     /// Round-to-nearest on the plain min–max grid, levels min + k·(max − min)/(2^bits − 1) per (row, group), with the
     /// scale and the offset min rounded to fp16 (2 × 16 bits per group) — the grid of many RTN write-ups. It differs
     /// from <see cref="Quantize"/>'s zero-point grid in one way that matters at 2 bits: it has no level at zero, so
-    /// every small weight moves by up to half a step. A .msavq file does not store it (its zeros are integers);
-    /// bench minilm uses it as the harness check of issue 7.
+    /// every small weight moves by up to half a step. A .msavq file does not store it (its zeros are integers); it is
+    /// kept as the reference for comparing with RTN numbers published on that grid (RoundToNearestTests).
     /// </summary>
     /// <returns>The dequantized weight, same shape and dtype as <paramref name="w"/>.</returns>
     public static Tensor DequantizePlainMinMax(Tensor w, int bits, int groupSize)
@@ -53,6 +53,7 @@ public static class RoundToNearest
         // Explicit Scalars: TorchSharp leaves implicit ones to the finalizer (see RmsNorm).
         using var top = ((double)maxq).ToScalar();
         using var bottom = 0.0.ToScalar();
+        using var one = 1.ToScalar();   // the alpha of a tensor + tensor
         using var scope = NewDisposeScope();
         var x = w.to(ScalarType.Float32);
         var parts = new List<Tensor>();
@@ -65,7 +66,7 @@ public static class RoundToNearest
             var range = hi - lo;
             var scale = where(range.gt(bottom), range.div(top), ones_like(range)).to(ScalarType.Float16).to(ScalarType.Float32);
             var offset = lo.to(ScalarType.Float16).to(ScalarType.Float32);
-            parts.Add(g.sub(offset).div(scale).round().clamp(bottom, top).mul(scale).add(offset));
+            parts.Add(g.sub(offset).div(scale).round().clamp(bottom, top).mul(scale).add(offset, one));
         }
         return cat(parts, 1).to(w.dtype).MoveToOuterDisposeScope();
     }

@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Msavq.MLNet.Quantization;
@@ -30,6 +31,11 @@ public sealed record KMeansOptions
 /// (algorithm.md §3.2, §8.4 step 6, diagonal-metric variant). Empty clusters are re-seeded from the worst-fitted
 /// points, never left at zero. Distances are matmuls over row chunks.
 /// </summary>
+/// <remarks>
+/// Every number a tensor operation takes is an explicit Scalar disposed at the end of the method: TorchSharp leaves the
+/// ones its operators create (<c>t * 2</c>, <c>clamp_min(0)</c>, even the alpha = 1 of <c>a + b</c>) to the finalizer,
+/// which can free one while libtorch still reads it (see RmsNorm). ScalarArithmeticTests counts them.
+/// </remarks>
 public static class WeightedKMeans
 {
     /// <param name="z">[P, d] points.</param>
@@ -86,6 +92,9 @@ public static class WeightedKMeans
     {
         long batch = z.shape[0], p = z.shape[1], k = c.shape[1];
         long rows = Math.Max(1, chunkElements / Math.Max(batch * k, 1));
+        using var one = 1.ToScalar();
+        using var two = 2.ToScalar();
+        using var zero = 0.ToScalar();
         var assignments = empty(batch, p, ScalarType.Int64, z.device);
         var cost = empty(batch, p, z.dtype, z.device);
         var c2 = (c * c).transpose(1, 2);
@@ -96,10 +105,10 @@ public static class WeightedKMeans
             long r1 = Math.Min(r0 + rows, p);
             var zc = z[.., (int)r0..(int)r1];
             var wc = w[.., (int)r0..(int)r1];
-            var dist = wc.matmul(c2) - 2 * (wc * zc).matmul(ct) + (wc * zc * zc).sum(-1, keepdim: true);
+            var dist = wc.matmul(c2).sub((wc * zc).matmul(ct).mul(two)).add((wc * zc * zc).sum(-1, keepdim: true), one);
             var (best, arg) = dist.min(-1);
             assignments[.., (int)r0..(int)r1] = arg;
-            cost[.., (int)r0..(int)r1] = best.clamp_min(0);
+            cost[.., (int)r0..(int)r1] = best.clamp_min(zero);
         }
         return (assignments, cost);
     }
@@ -107,15 +116,19 @@ public static class WeightedKMeans
     private static Tensor MStepBatched(Tensor z, Tensor w, Tensor a, Tensor c, Tensor cost)
     {
         long batch = c.shape[0], k = c.shape[1], d = c.shape[2];
-        var flat = (a + arange(batch, device: a.device).unsqueeze(1) * k).reshape(-1);   // batch-offset cluster ids
-        var num = zeros(batch * k, d, z.dtype, z.device).index_add_(0, flat, (w * z).reshape(-1, d), 1);
-        var den = zeros(batch * k, d, z.dtype, z.device).index_add_(0, flat, w.reshape(-1, d), 1);
+        using var one = 1.ToScalar();
+        using var zero = 0.ToScalar();
+        using var tiny = 1e-300.ToScalar();
+        var offsets = tensor(Enumerable.Range(0, (int)batch).Select(i => i * k).ToArray(), device: a.device).unsqueeze(1);
+        var flat = a.add(offsets, one).reshape(-1);   // batch-offset cluster ids
+        var num = zeros(batch * k, d, z.dtype, z.device).index_add_(0, flat, (w * z).reshape(-1, d), one);
+        var den = zeros(batch * k, d, z.dtype, z.device).index_add_(0, flat, w.reshape(-1, d), one);
         var counts = bincount(flat, minlength: batch * k).reshape(batch, k);
-        var next = where(den.gt(0), num / den.clamp_min(1e-300), c.reshape(-1, d)).reshape(batch, k, d);
-        if (counts.eq(0).any().item<bool>())
+        var next = where(den.gt(zero), num / den.clamp_min(tiny), c.reshape(-1, d)).reshape(batch, k, d);
+        if (counts.eq(zero).any().item<bool>())
             for (long b = 0; b < batch; b++)
             {
-                var empty = counts[b].eq(0).nonzero().squeeze(1);
+                var empty = counts[b].eq(zero).nonzero().squeeze(1);
                 long nEmpty = empty.shape[0];
                 if (nEmpty == 0) continue;
                 var worst = cost[b].argsort(descending: true)[..(int)Math.Min(nEmpty, z.shape[1])];
@@ -129,6 +142,9 @@ public static class WeightedKMeans
     {
         long p = z.shape[0], k = c.shape[0];
         long rows = Math.Max(1, chunkElements / Math.Max(k, 1));
+        using var one = 1.ToScalar();
+        using var two = 2.ToScalar();
+        using var zero = 0.ToScalar();
         var assignments = empty(p, ScalarType.Int64, z.device);
         var cost = empty(p, z.dtype, z.device);
         var c2 = (c * c).t();
@@ -140,10 +156,10 @@ public static class WeightedKMeans
             var zc = z[(int)r0..(int)r1];
             var wc = w[(int)r0..(int)r1];
             // Σ_j w (z − c)² = Σ w z² − 2 (w∘z)·c + w·c²
-            var dist = wc.matmul(c2) - 2 * (wc * zc).matmul(ct) + (wc * zc * zc).sum(1, keepdim: true);
+            var dist = wc.matmul(c2).sub((wc * zc).matmul(ct).mul(two)).add((wc * zc * zc).sum(1, keepdim: true), one);
             var (best, arg) = dist.min(1);
             assignments[(int)r0..(int)r1] = arg;
-            cost[(int)r0..(int)r1] = best.clamp_min(0);
+            cost[(int)r0..(int)r1] = best.clamp_min(zero);
         }
         return (assignments, cost);
     }
@@ -152,9 +168,12 @@ public static class WeightedKMeans
     private static Tensor MahalanobisInit(Tensor z, int k)
     {
         long batch = z.shape[0], p = z.shape[1], d = z.shape[2];
+        using var one = 1.ToScalar();
+        using var count = Math.Max(p - 1, 1).ToScalar();
+        using var ridge = 1e-10.ToScalar();
         var mu = z.mean(new long[] { 1 }, keepdim: true);
         var diff = z - mu;
-        var cov = diff.transpose(1, 2).matmul(diff) / Math.Max(p - 1, 1) + eye(d, dtype: z.dtype, device: z.device) * 1e-10;
+        var cov = diff.transpose(1, 2).matmul(diff).div(count).add(eye(d, dtype: z.dtype, device: z.device).mul(ridge), one);
         var dist = (diff.matmul(linalg.inv(cov)) * diff).sum(-1);                   // [B, P]
         var at = linspace(0, p - 1, k, dtype: ScalarType.Float64, device: z.device).round().to(ScalarType.Int64);
         var pick = dist.argsort(1).index_select(1, at);                               // [B, K]
@@ -170,7 +189,7 @@ public static class WeightedKMeans
         var best = Assign(z, w, c).Cost;
         for (int i = 1; i < k; i++)
         {
-            var probs = best.sum().item<double>() > 0 ? best.to(ScalarType.Float64) : ones(p, ScalarType.Float64, z.device);
+            var probs = best.sum().to(ScalarType.Float64).item<double>() > 0 ? best.to(ScalarType.Float64) : ones(p, ScalarType.Float64, z.device);
             var next = multinomial(probs, 1, generator: gen);
             var cn = z.index_select(0, next);
             c = cat(new[] { c, cn }, 0);

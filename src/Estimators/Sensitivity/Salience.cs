@@ -1,4 +1,5 @@
 using Msavq.MLNet.Quantization;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Msavq.MLNet.Sensitivity;
@@ -12,12 +13,13 @@ public static class Salience
     /// </summary>
     public static Tensor Elements(Tensor w, Tensor aDamped, Tensor b, Tensor g, LocalSalience kind)
     {
+        using var two = 2.ToScalar();   // explicit Scalar (WeightedKMeans says why)
         var b64 = b.to(ScalarType.Float64).unsqueeze(1);
         if (kind == LocalSalience.Gradient)
-            return g.to(ScalarType.Float64).pow(2) / (aDamped.to(ScalarType.Float64).diagonal().unsqueeze(0) * b64);
+            return g.to(ScalarType.Float64).pow(two) / (aDamped.to(ScalarType.Float64).diagonal().unsqueeze(0) * b64);
         var l = HessianFactor.Cholesky(aDamped, 0).Lower;
         var invDiag = cholesky_inverse(l).diagonal();
-        return w.to(ScalarType.Float64).pow(2) / invDiag.unsqueeze(0) * b64;
+        return w.to(ScalarType.Float64).pow(two) / invDiag.unsqueeze(0) * b64;
     }
 
     /// <summary>Per tile (row-major), the sum of its weights' salience.</summary>

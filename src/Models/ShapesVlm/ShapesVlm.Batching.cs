@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Msavq.MLNet.Models;
@@ -51,8 +52,10 @@ public sealed partial class ShapesVlm
         }
         var dev = Device;
         using var scope = NewDisposeScope();
+        using var half = 127.5.ToScalar();   // explicit Scalars, as in RmsNorm
+        using var one = 1.0.ToScalar();
         var pix = tensor(pixelBytes, new long[] { b, side, side, 3 }).to(dev)
-            .permute(0, 3, 1, 2).to_type(ScalarType.Float32).div_(127.5).sub_(1.0);
+            .permute(0, 3, 1, 2).to_type(ScalarType.Float32).div_(half).sub_(one);
         return new VlmBatch
         {
             Pixels = pix.contiguous().MoveToOuterDisposeScope(),

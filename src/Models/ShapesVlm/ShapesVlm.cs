@@ -92,19 +92,20 @@ public sealed partial class ShapesVlm : nn.Module<Tensor, Tensor, Tensor>, IVqaM
     public (Tensor Final, Tensor[] Taps) DecodeHidden(Tensor imageFeatures, Tensor tokens, IReadOnlyList<int> tapAfterBlocks)
     {
         using var scope = NewDisposeScope();
+        using var one = 1.ToScalar();   // the alpha of a + b, explicit as in RmsNorm
         var image = projector.call(imageFeatures);
         if (image_rows is not null && image_cols is not null)
         {
             // Row + column of each image token (row-major, as the encoder emits them).
             long g = image_rows.shape[0];
-            image = image + (image_rows.unsqueeze(1) + image_cols.unsqueeze(0)).reshape(g * g, -1);
+            image = image.add(image_rows.unsqueeze(1).add(image_cols.unsqueeze(0), one).reshape(g * g, -1), one);
         }
         var text = embed_tokens.call(tokens);
         var x = cat(new[] { text[.., ..1], image, text[.., 1..] }, 1);
         long l = x.shape[1];
         if (l > Config.MaxSequence)
             throw new ArgumentException($"Sequence of {l} positions exceeds the model's {Config.MaxSequence}.");
-        x = x + pos_embed[.., ..(int)l];
+        x = x.add(pos_embed[.., ..(int)l], one);
         var taps = new Tensor?[tapAfterBlocks.Count];
         int i = 0;
         foreach (var block in layers)

@@ -28,9 +28,11 @@ public sealed class DecoderBlock : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        x = x + self_attn.call(input_norm.call(x));
+        // a + b is add(b, alpha: 1) with an implicit Scalar: explicit here, as in RmsNorm.
+        using var one = 1.ToScalar();
+        x = x.add(self_attn.call(input_norm.call(x)), one);
         var h = post_attention_norm.call(x);
-        x = x + down_proj.call(F.silu(gate_proj.call(h)) * up_proj.call(h));
+        x = x.add(down_proj.call(F.silu(gate_proj.call(h)) * up_proj.call(h)), one);
         return x.MoveToOuterDisposeScope();
     }
 }

@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Msavq.MLNet.Models.Layers;
@@ -11,6 +12,8 @@ internal static class Init
     public static void TruncatedNormal(Tensor t, double std)
     {
         using var _ = no_grad();
-        t.normal_(0, std).clamp_(-2 * std, 2 * std);
+        using var low = (-2 * std).ToScalar();   // explicit Scalars, as in RmsNorm
+        using var high = (2 * std).ToScalar();
+        t.normal_(0, std).clamp_(low, high);
     }
 }

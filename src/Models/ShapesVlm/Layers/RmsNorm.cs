@@ -22,9 +22,11 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         // No implicit Scalars: TorchSharp leaves the ones that operators (`+ double`, pow, square) create to the
         // finalizer, which can free one while libtorch still reads it (seen under allocation-heavy callers as
-        // "toFloat"/"Scalar.h" errors). The explicit one lives to the end of the call.
+        // "toFloat"/"Scalar.h" errors). The explicit ones live to the end of the call; `add(eps)` alone is
+        // `add(eps, alpha: 1)` with an implicit alpha, hence `one`.
         using var eps = _eps.ToScalar();
-        var y = x * rsqrt((x * x).mean(new long[] { -1 }, keepdim: true).add(eps)) * weight;
+        using var one = 1.ToScalar();
+        var y = x * rsqrt((x * x).mean(new long[] { -1 }, keepdim: true).add(eps, one)) * weight;
         return y.MoveToOuterDisposeScope();
     }
 }

@@ -27,8 +27,10 @@ public sealed class VisionBlock : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        x = x + attn.call(norm1.call(x));
-        x = x + fc2.call(F.gelu(fc1.call(norm2.call(x))));
+        // a + b is add(b, alpha: 1) with an implicit Scalar: explicit here, as in RmsNorm.
+        using var one = 1.ToScalar();
+        x = x.add(attn.call(norm1.call(x)), one);
+        x = x.add(fc2.call(F.gelu(fc1.call(norm2.call(x)))), one);
         return x.MoveToOuterDisposeScope();
     }
 }
@@ -64,10 +66,11 @@ public sealed class VisionEncoder : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor pixels)
     {
         using var scope = NewDisposeScope();
+        using var one = 1.ToScalar();
         var h = F.gelu(stem1.call(pixels));
         h = F.gelu(stem2.call(h));
         h = patch_embed.call(h);                       // [B, W, g, g]
-        var x = h.flatten(2).transpose(1, 2) + pos_embed; // [B, g*g, W]
+        var x = h.flatten(2).transpose(1, 2).add(pos_embed, one); // [B, g*g, W]
         foreach (var block in blocks) x = block.call(x);
         return norm.call(x).MoveToOuterDisposeScope();
     }
