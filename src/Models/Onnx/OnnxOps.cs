@@ -89,9 +89,9 @@ internal static class OnnxOps
         int given = (tensor != null ? 1 : 0) + (floats != null ? 1 : 0) + (ints != null ? 1 : 0) + (hasFloat ? 1 : 0) + (hasInt ? 1 : 0);
         if (given != 1) throw node.Invalid($"{given} value attributes, expected exactly one");
         if (tensor != null) return OnnxTensors.ToTensor(tensor, $"the value of {node.Describe()}");
-        if (floats != null) return torch.tensor(floats);
-        if (ints != null) return torch.tensor(ints);
-        return hasFloat ? torch.tensor(f) : torch.tensor(i);
+        if (floats != null) return torch.tensor(floats);   // cpu: a constant, a buffer that moves with the module
+        if (ints != null) return torch.tensor(ints);   // cpu: as above
+        return hasFloat ? torch.tensor(f) : torch.tensor(i);   // cpu: as above
     }
 
     private static OnnxKernel Unary(OnnxNode n, Func<Tensor, Tensor> f)
