@@ -41,7 +41,7 @@ public static class Defaults
     /// <summary>
     /// Whether MSAVQ quantizes the gradient-shifted W* (§8.4 step 1), on the sweep's own (A, b). Off by default: with
     /// one loss model for shift and sweep the K-FAC Newton step is mis-scaled by orders of magnitude (without a trust
-    /// region even β = 0.001 destroyed ShapesVlm on validation), and with the trust region it did not lower the KL on
+    /// region even β = 0.001 destroyed ShapesVlm on validation), and with the trust region it made both KLs worse in
     /// the test ablation (bench/RESULTS.md "Ablation").
     /// </summary>
     public const bool GradientShift = false;
