@@ -14,7 +14,7 @@ namespace Msavq.Bench;
 /// </summary>
 public static class QuantizeTime
 {
-    public static int Run(string method, int size, int samples)
+    public static int Run(string method, int size, int samples, bool fused = false)
     {
         var layer = SyntheticLayer.Create(size, size, samples, 0);
         var w = layer.W.to(ScalarType.Float32);
@@ -29,11 +29,12 @@ public static class QuantizeTime
             "msavq-d4-shift" => (Vq(QuantizationMethod.Msavq, 4, 65536, 2.125), new MixedPrecisionVqEstimator.Options { GradientShift = true }),
             _ => throw new ArgumentException($"unknown method '{method}' (gptq, gptvq-d2, gptvq-d4, msavq-d2, msavq-d4-shift)"),
         };
+        options.FusedKMeans = fused;
         double before = PeakMiB();
         var sw = Stopwatch.StartNew();
         using var result = LayerQuantizer.QuantizeOne("synthetic", w, stats, plan, options);
         double seconds = sw.Elapsed.TotalSeconds;
-        Console.WriteLine($"| {method} | {size}×{size} | {result.Report.BitsPerWeight:F3} | {seconds:F1} | {PeakMiB():F0} (setup {before:F0}) |");
+        Console.WriteLine($"| {method}{(fused ? " (fused)" : "")} | {size}×{size} | {result.Report.BitsPerWeight:F3} | {seconds:F1} | {PeakMiB():F0} (setup {before:F0}) |");
         return 0;
     }
 

@@ -44,6 +44,12 @@ public sealed class MixedPrecisionVqEstimator : IEstimator<MixedPrecisionVqTrans
         public bool GptqActOrder { get; set; } = true;
         public double RelativeDamping { get; set; } = Defaults.RelativeDamping;
         public int KMeansIterations { get; set; } = Defaults.KMeansIterations;
+        /// <summary>
+        /// k-means assigns points with the fused SIMD kernel (no distance matrix) on the CPU. Default false: the kernel's
+        /// direct-form distances round differently from the matmul form, so near-ties can resolve differently and the
+        /// published curves, made with the matmul form, would not reproduce bit for bit.
+        /// </summary>
+        public bool FusedKMeans { get; set; }
         /// <summary>Seeds k-means; the same seed gives bit-identical weights.</summary>
         public int Seed { get; set; } = Defaults.Seed;
         /// <summary>

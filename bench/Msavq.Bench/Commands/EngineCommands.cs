@@ -40,10 +40,13 @@ public sealed class QuantizeTimeCommand : Command<QuantizeTimeCommand.Settings>
 
         [CommandOption("--method <NAME>"), Description("gptq | gptvq-d2 | gptvq-d4 | msavq-d2 | msavq-d4-shift."), DefaultValue("gptq")]
         public string Method { get; init; } = "gptq";
+
+        [CommandOption("--fused"), Description("k-means E-step through the fused SIMD kernel (MixedPrecisionVqEstimator.Options.FusedKMeans).")]
+        public bool Fused { get; init; }
     }
 
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellation) =>
-        QuantizeTime.Run(s.Method, s.Size, s.Samples);
+        QuantizeTime.Run(s.Method, s.Size, s.Samples, s.Fused);
 }
 
 /// <summary><c>msavq-bench export-layer</c>: the synthetic layer as NumPy files.</summary>

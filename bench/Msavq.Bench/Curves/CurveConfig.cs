@@ -21,6 +21,7 @@ public sealed record CurveConfig(QuantizationMethod Method, string Settings)
         ["refine"] = "closed-form codebook refinement (0/1)", ["damp"] = "relative damping λ",
         ["curv"] = "curvature: activation or fisher", ["group"] = "column grouping: contiguous, affinity or salience",
         ["local"] = "local salience: obs or gradient", ["forward"] = "MSAVQ sweeps first to last (0/1)",
+        ["fused"] = "k-means E-step through the fused SIMD kernel (0/1)",
     };
 
     public string Name => Method.ToString().ToLowerInvariant() + (Settings.Length > 0 ? ":" + Settings : "");
@@ -71,6 +72,7 @@ public sealed record CurveConfig(QuantizationMethod Method, string Settings)
                 case "kmeans": quantize.KMeansIterations = (int)v; break;
                 case "refine": quantize.RefineCodebooks = v != 0; break;
                 case "forward": quantize.SweepForward = v != 0; break;
+                case "fused": quantize.FusedKMeans = v != 0; break;
             }
         }
     }

@@ -24,6 +24,14 @@ public sealed record KMeansOptions
     public long Seed { get; init; } = 0;
     /// <summary>Most distance-matrix entries computed at once (rows × K); bounds memory for K = 65536.</summary>
     public long ChunkElements { get; init; } = 1L << 22;
+    /// <summary>
+    /// E-step through <see cref="WeightedAssignment"/> (float32 SIMD, no distance matrix) where the points are float32 on
+    /// the CPU, instead of chunked matmuls. Off by default: its direct-form distances round differently from the
+    /// matmul form, so near-ties can go the other way and results published with the matmul form would not reproduce.
+    /// </summary>
+    public bool FusedAssignment { get; init; }
+    /// <summary>Threads of the fused E-step (default: TorchSharp's intra-op thread count, read when k-means runs).</summary>
+    public int? Threads { get; init; }
 }
 
 /// <summary>
@@ -65,13 +73,21 @@ public static class WeightedKMeans
         var c = o.Init == CodebookInit.MahalanobisQuantiles
             ? MahalanobisInit(z, k)
             : stack(Enumerable.Range(0, (int)batch).Select(i => PlusPlusInit(z[i], w[i], k, o.Seed)));
+        // The fused E-step reads the points as flat float32 arrays, copied once rather than once per iteration.
+        bool fused = o.FusedAssignment && z.device_type == DeviceType.CPU && z.dtype == ScalarType.Float32;
+        var zs = fused ? z.contiguous().data<float>().ToArray() : null;
+        var ws = fused ? w.contiguous().data<float>().ToArray() : null;
+        int threads = o.Threads ?? Math.Max(1, torch.get_num_threads());
+        (Tensor Assignments, Tensor Cost) AssignStep(Tensor centroids) => fused
+            ? AssignFused(zs!, ws!, centroids, batch, p, threads)
+            : AssignBatched(z, w, centroids, o.ChunkElements);
         Tensor? assign = null;
         double previous = double.PositiveInfinity;
         for (int it = 0; it < o.Iterations; it++)
         {
             // One scope per EM iteration: its distances and sums are freed before the next one starts.
             using var iteration = NewDisposeScope();
-            var (a, cost) = AssignBatched(z, w, c, o.ChunkElements);
+            var (a, cost) = AssignStep(c);
             double total = cost.sum().to(ScalarType.Float64).item<double>();
             bool same = assign is not null && (a.eq(assign).all().item<bool>()
                                                || o.Tolerance > 0 && previous - total <= o.Tolerance * previous);
@@ -84,7 +100,7 @@ public static class WeightedKMeans
             if (same) break;
         }
         assign?.Dispose();
-        assign = AssignBatched(z, w, c, o.ChunkElements).Assignments;
+        assign = AssignStep(c).Assignments;
         return (c.MoveToOuterDisposeScope(), assign.MoveToOuterDisposeScope());
     }
 
@@ -111,6 +127,15 @@ public static class WeightedKMeans
             cost[.., (int)r0..(int)r1] = best.clamp_min(zero);
         }
         return (assignments, cost);
+    }
+
+    private static (Tensor Assignments, Tensor Cost) AssignFused(float[] z, float[] w, Tensor c, long batch, long p, int threads)
+    {
+        int d = (int)c.shape[2];
+        var a = new int[batch * p];
+        var cost = new float[batch * p];
+        WeightedAssignment.AssignBatched(z, w, c.contiguous().data<float>().ToArray(), (int)batch, d, a, cost, threads);
+        return (tensor(a, device: c.device).to(ScalarType.Int64).reshape(batch, p), tensor(cost, device: c.device).reshape(batch, p));
     }
 
     private static Tensor MStepBatched(Tensor z, Tensor w, Tensor a, Tensor c, Tensor cost)
