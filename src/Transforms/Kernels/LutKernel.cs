@@ -22,16 +22,32 @@ public static unsafe class LutKernel
     {
         options ??= LutKernelOptions.Default;
         Check(w, x, batch, y);
-        var xp = Permute(w, x, batch);
+        // Buffers come from the calling thread's scratch (and each worker's), grown once and reused: a decode loop
+        // calling this per token allocates nothing on the one-thread path (LutKernelTests counts it).
+        var scratch = LutScratch.Rent();
+        try { Multiply(w, x, batch, y, options, scratch); }
+        finally { LutScratch.Return(scratch); }
+    }
+
+    private static void Multiply(PackedVqWeight w, ReadOnlySpan<float> x, int batch, Span<float> y, LutKernelOptions options, LutScratch scratch)
+    {
+        var xp = LutScratch.Ensure(ref scratch.Input, x.Length);
+        Permute(w, x, batch, xp);
         int threads = Math.Clamp(options.Threads, 1, w.ColumnGroups);
-        var partial = new float[threads][];
-        if (threads == 1) partial[0] = Part(w, xp, batch, 0, w.ColumnGroups, options.ExactLookups, options.UseSimd);
-        else
-            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
-                partial[t] = Part(w, xp, batch, w.ColumnGroups * t / threads, w.ColumnGroups * (t + 1) / threads, options.ExactLookups, options.UseSimd));
-        Reduce(w, partial, batch, y);
+        if (scratch.Partial.Length < threads) Array.Resize(ref scratch.Partial, threads);
+        var partial = scratch.Partial;
+        int outputs = batch * w.Rows;
+        for (int t = 0; t < threads; t++) LutScratch.Ensure(ref partial[t], outputs);
+        if (threads == 1) Part(w, xp, batch, 0, w.ColumnGroups, options.ExactLookups, options.UseSimd, partial[0]);
+        else Shares(w, xp, batch, threads, options, partial);
+        Reduce(w, partial, threads, batch, y);
         NonFiniteRows(w, x, batch, y);
     }
+
+    // Its own method: the lambda's closure would otherwise be allocated on every call, one thread or not.
+    private static void Shares(PackedVqWeight w, float[] xp, int batch, int threads, LutKernelOptions options, float[][] partial) =>
+        Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
+            Part(w, xp, batch, w.ColumnGroups * t / threads, w.ColumnGroups * (t + 1) / threads, options.ExactLookups, options.UseSimd, partial[t]));
 
     /// <summary>
     /// The scalar reference: the same tables (int8, or float with <paramref name="exact"/>), summed one look-up at a
@@ -40,7 +56,8 @@ public static unsafe class LutKernel
     public static void MultiplyReference(PackedVqWeight w, ReadOnlySpan<float> x, int batch, Span<float> y, bool exact = false)
     {
         Check(w, x, batch, y);
-        var xp = Permute(w, x, batch);
+        var xp = new float[x.Length];
+        Permute(w, x, batch, xp);
         var table = new float[ScratchSize(w)];
         var q = new sbyte[table.Length];
         var scales = new float[LookupTables.Groups(w.Positions)];
@@ -72,7 +89,7 @@ public static unsafe class LutKernel
                         }
                     }
                 }
-        Reduce(w, new[] { acc }, batch, y);
+        Reduce(w, new[] { acc }, 1, batch, y);
         NonFiniteRows(w, x, batch, y);
     }
 
@@ -90,16 +107,14 @@ public static unsafe class LutKernel
     // Codes are in the permuted column order (docs/quantized-format.md): gather x once instead of scattering W.
     // Non-finite values are zeroed here (int8 scales would turn them into garbage) and their rows set to NaN after.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // kernels: skip tier-0 code
-    private static float[] Permute(PackedVqWeight w, ReadOnlySpan<float> x, int batch)
+    private static void Permute(PackedVqWeight w, ReadOnlySpan<float> x, int batch, float[] xp)
     {
-        var xp = new float[x.Length];
         for (int b = 0; b < batch; b++)
             for (int j = 0; j < w.Columns; j++)
             {
                 float v = x[b * w.Columns + (w._columnOrder?[j] ?? j)];
                 xp[b * w.Columns + j] = float.IsFinite(v) ? v : 0;
             }
-        return xp;
     }
 
     private static void NonFiniteRows(PackedVqWeight w, ReadOnlySpan<float> x, int batch, Span<float> y)
@@ -109,11 +124,14 @@ public static unsafe class LutKernel
                 if (!float.IsFinite(v)) { y.Slice(b * w.Rows, w.Rows).Fill(float.NaN); break; }
     }
 
-    private static void Reduce(PackedVqWeight w, float[][] partial, int batch, Span<float> y)
+    private static void Reduce(PackedVqWeight w, float[][] partial, int count, int batch, Span<float> y)
     {
         y.Clear();
-        foreach (var p in partial)
+        for (int t = 0; t < count; t++)
+        {
+            var p = partial[t];
             for (int i = 0; i < y.Length; i++) y[i] += p[i];
+        }
         if (w._rowScales is { } s)
             for (int b = 0; b < batch; b++)
                 for (int i = 0; i < w.Rows; i++) y[b * w.Rows + i] *= s[i];
@@ -121,13 +139,14 @@ public static unsafe class LutKernel
 
     // One thread's share: column groups [cg0, cg1), every row group.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // kernels: skip tier-0 code
-    private static float[] Part(PackedVqWeight w, float[] xp, int batch, int cg0, int cg1, bool exact, bool useSimd)
+    private static void Part(PackedVqWeight w, float[] xp, int batch, int cg0, int cg1, bool exact, bool useSimd, float[] acc)
     {
-        var acc = new float[batch * w.Rows];
-        var table = new float[ScratchSize(w)];
-        var q = new sbyte[table.Length];
-        var scales = new float[LookupTables.Groups(w.Positions)];
-        var max = new float[scales.Length];
+        Array.Clear(acc, 0, batch * w.Rows);
+        var scratch = LutScratch.Current;   // this worker's tables
+        var table = LutScratch.Ensure(ref scratch.Table, ScratchSize(w));
+        var q = LutScratch.Ensure(ref scratch.Quantized, table.Length);
+        var scales = LutScratch.Ensure(ref scratch.Scales, LookupTables.Groups(w.Positions));
+        var max = LutScratch.Ensure(ref scratch.Max, scales.Length);
         bool simd = useSimd && Avx2.IsSupported;
         fixed (float* y = acc, t = table, s = scales, m = max, xs = xp)
         fixed (sbyte* tq = q)
@@ -149,7 +168,6 @@ public static unsafe class LutKernel
                         else NibbleTile(c, tq, w.Positions, w.RowsPerGroup, s, yb);
                     }
                 }
-        return acc;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // kernels: skip tier-0 code

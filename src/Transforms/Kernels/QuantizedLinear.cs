@@ -56,13 +56,22 @@ public sealed class QuantizedLinear : nn.Module<Tensor, Tensor>
         return y.reshape(shape).to(x.dtype).MoveToOuterDisposeScope();
     }
 
+    // The activations are copied into, and the products read from, buffers this module keeps (a lock, as for the
+    // slab): a decode loop then allocates no arrays per call, only the output tensor.
     private Tensor LookUp(Tensor flat, int rows)
     {
-        var input = flat.contiguous().data<float>().ToArray();
-        var output = new float[rows * Weight.Rows];
-        LutKernel.Multiply(Weight, input, rows, output, Kernel);
-        return tensor(output, new long[] { rows, OutFeatures }, ScalarType.Float32);
+        int n = rows * (int)InFeatures, m = rows * (int)OutFeatures;
+        lock (_slabLock)
+        {
+            var input = LutScratch.Ensure(ref _input, n);
+            var output = LutScratch.Ensure(ref _output, m);
+            from_array(input).narrow(0, 0, n).copy_(flat.reshape(n));
+            LutKernel.Multiply(Weight, input.AsSpan(0, n), rows, output.AsSpan(0, m), Kernel);
+            return from_array(output).narrow(0, 0, m).view(rows, OutFeatures).clone();
+        }
     }
+
+    private float[] _input = Array.Empty<float>(), _output = Array.Empty<float>();
 
     // One slab buffer per module, shared by its calls in turn (a lock): a fresh large array per call would mean a
     // full garbage collection every few calls.

@@ -125,6 +125,50 @@ public sealed class LutKernelTests
     }
 
     [TestMethod]
+    [DataRow(true)] [DataRow(false)]
+    public void DecodeLoop_AllocatesNothingPerCall_OnOneThread(bool exact)
+    {
+        var packed = PackedVqWeight.From(Mixed(5));
+        var x = SyntheticQuantizedLayer.Activations(1, packed.Columns, 3);
+        var y = new float[packed.Rows];
+        var o = new LutKernelOptions { Threads = 1, ExactLookups = exact };
+        LutKernel.Multiply(packed, x, 1, y, o);   // warm-up: the thread's scratch grows to this layer
+        var first = (float[])y.Clone();
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 200; i++) LutKernel.Multiply(packed, x, 1, y, o);
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.AreEqual(0L, allocated, $"{allocated} bytes allocated over 200 calls");
+        CollectionAssert.AreEqual(first, y, "reused scratch changed the result");
+    }
+
+    [TestMethod]
+    public void DecodeLoop_OnTwoThreads_AllocatesNoArrays()
+    {
+        // Parallel.For costs a few small objects per call; the tables and outputs (tens of KB here) are reused.
+        var packed = PackedVqWeight.From(Mixed(5));
+        var x = SyntheticQuantizedLayer.Activations(1, packed.Columns, 3);
+        var y = new float[packed.Rows];
+        var o = new LutKernelOptions { Threads = 2 };
+        for (int i = 0; i < 20; i++) LutKernel.Multiply(packed, x, 1, y, o);
+        long before = GC.GetTotalAllocatedBytes(precise: true);
+        for (int i = 0; i < 200; i++) LutKernel.Multiply(packed, x, 1, y, o);
+        double perCall = (GC.GetTotalAllocatedBytes(precise: true) - before) / 200.0;
+        Assert.IsLessThan(2048.0, perCall, $"{perCall:F0} bytes per call");
+    }
+
+    [TestMethod]
+    public void ScratchGrownForALargerLayer_StillGivesTheSmallerLayersResult()
+    {
+        var small = PackedVqWeight.From(Mixed(6));
+        var large = PackedVqWeight.From(SyntheticQuantizedLayer.Create(256, 512, 2, 64, 32, t => 256, permuted: false, rowScaled: false, seed: 2));
+        var xs = SyntheticQuantizedLayer.Activations(2, small.Columns, 1);
+        var o = new LutKernelOptions { Threads = 1 };
+        var before = Run(small, xs, 2, o);
+        Run(large, SyntheticQuantizedLayer.Activations(8, large.Columns, 2), 8, o);
+        CollectionAssert.AreEqual(before, Run(small, xs, 2, o));
+    }
+
+    [TestMethod]
     public void NonFiniteActivations_GiveNaNRows_AndLeaveTheOtherRowsAlone()
     {
         var packed = PackedVqWeight.From(Mixed());
