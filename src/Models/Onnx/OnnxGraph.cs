@@ -28,9 +28,10 @@ internal sealed record OnnxStep(OnnxNode Node, OnnxKernel Kernel)
 /// </summary>
 public sealed class OnnxGraph
 {
-    private OnnxGraph(string source, int opset, List<OnnxInput> inputs, List<string> outputs, List<OnnxStep> steps,
+    private OnnxGraph(ModelProto proto, string source, int opset, List<OnnxInput> inputs, List<string> outputs, List<OnnxStep> steps,
                       Dictionary<string, OnnxConstant> constants)
     {
+        Proto = proto;
         Source = source;
         Opset = opset;
         Inputs = inputs;
@@ -52,6 +53,8 @@ public sealed class OnnxGraph
     public IReadOnlyList<OnnxLinearCandidate> Linears { get; }
 
     internal IReadOnlyList<OnnxStep> Steps { get; }
+    /// <summary>The model as read, for writing it back with other weights (<see cref="OnnxExport"/>); never changed.</summary>
+    internal ModelProto Proto { get; }
     internal IReadOnlyDictionary<string, OnnxConstant> Constants { get; }
 
     /// <summary>The ONNX model in the file at <paramref name="path"/>.</summary>
@@ -114,7 +117,7 @@ public sealed class OnnxGraph
             else steps.Add(new OnnxStep(n, OnnxOps.Compile(n)));
         }
         var usedInputs = steps.SelectMany(s => s.Reads).Concat(wanted).ToHashSet();
-        return new OnnxGraph(source, opset, inputs.Where(i => usedInputs.Contains(i.Name)).ToList(), wanted.ToList(), steps,
+        return new OnnxGraph(proto, source, opset, inputs.Where(i => usedInputs.Contains(i.Name)).ToList(), wanted.ToList(), steps,
             constants.Where(c => usedInputs.Contains(c.Key)).ToDictionary());
     }
 

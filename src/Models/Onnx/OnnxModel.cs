@@ -152,6 +152,21 @@ public sealed class OnnxModel : nn.Module, IQuantizableModel
         return ContrastivePairs.Logits(Text.Normalize ? e : nn.functional.normalize(e, p: 2, dim: 1)).MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// The ONNX model this one was loaded from, with this model's Linear weights in place of the file's: after
+    /// quantization (<c>MixedPrecisionVqTransformer.Model</c>) the dequantized weights the chain evaluated, bit for bit,
+    /// in a file ONNX Runtime and ML.NET's <c>ApplyOnnxModel</c> run. Nothing else changes, except that a Gemm's alpha
+    /// (and a beta other than 1), folded into the Linear, become 1 (<see cref="OnnxExport"/>).
+    /// </summary>
+    public byte[] ToOnnx() => OnnxExport.WithWeights(graph.Graph, graph.Layers, graph.Linears);
+
+    /// <summary><see cref="ToOnnx"/> written to <paramref name="path"/> atomically (a temporary file, flushed, then renamed).</summary>
+    public void SaveOnnx(string path)
+    {
+        AtomicFile.EnsureWritable(path, "ONNX output");
+        AtomicFile.Write(path, ToOnnx());
+    }
+
     IQuantizableModel IQuantizableModel.Clone() => Clone();
 
     /// <summary>A copy with the same graph, options and parameter values, on the same device.</summary>

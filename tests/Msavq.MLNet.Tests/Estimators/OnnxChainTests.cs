@@ -44,5 +44,12 @@ public sealed class OnnxChainTests
         double cosine = (quantized.Embed(sentences) * model.Embed(sentences)).sum(1).min().item<float>();
         Console.WriteLine($"3 bits/weight, layer 0's attention: worst cosine to FP over 8 sentences = {cosine:F3}");
         Assert.IsGreaterThan(0.9, cosine, "four layers at 3 bits keep the embeddings close");
+
+        // Out as ONNX: ONNX Runtime runs the export and gives the quantized model's embeddings (issue 14, 4a).
+        using var session = new Microsoft.ML.OnnxRuntime.InferenceSession(quantized.ToOnnx());
+        var (tokens, mask) = quantized.Tokenize(sentences);
+        double worst = (MiniLmTests.OnnxEmbeddings(session, tokens, mask) - quantized.Embed(tokens, mask)).abs().max().item<float>();
+        Console.WriteLine($"max |ONNX Runtime(export) − quantized OnnxModel| over 8 sentences = {worst:E2}");
+        Assert.IsLessThanOrEqualTo(1e-4, worst, $"max |ONNX Runtime(export) − quantized OnnxModel| = {worst:E2}");
     }
 }

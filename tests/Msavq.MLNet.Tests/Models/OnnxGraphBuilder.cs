@@ -23,6 +23,13 @@ internal sealed class OnnxGraphBuilder(int opset)
         return name;
     }
 
+    /// <summary>A graph output with its shape (ML.NET's ApplyOnnxModel needs one); a negative dimension is symbolic.</summary>
+    public string Output(string name, DataType type, params long[] dims)
+    {
+        _graph.Output.Add(Value(name, type, dims));
+        return name;
+    }
+
     public string Initializer(string name, float[] values, params long[] dims)
     {
         var t = new TensorProto { Name = name, DataType = (int)DataType.Float, Dims = { dims } };

@@ -34,7 +34,7 @@ internal static class TinyOnnxEncoder
         var context = g.Node("MatMul", new[] { g.Node("Softmax", new[] { scores }, null, G.Int("axis", -1)), h });
         var m = g.Node("Unsqueeze", new[] { g.Node("Cast", new[] { mask }, null, G.Int("to", (int)DataType.Float)), g.Initializer("last", new[] { 2L }, 1) });
         g.Node("Mul", new[] { context, m }, "last_hidden_state");
-        g.Output("last_hidden_state");
+        g.Output("last_hidden_state", DataType.Float, -1, -1, Width);
         return g.Bytes();
     }
 }

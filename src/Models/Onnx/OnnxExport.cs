@@ -1,0 +1,67 @@
+using System.Runtime.InteropServices;
+using Google.Protobuf;
+using Onnx;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using DataType = Onnx.TensorProto.Types.DataType;
+
+namespace Msavq.MLNet.Models.Onnx;
+
+/// <summary>
+/// The model an <see cref="OnnxGraph"/> was read from, written back with each Linear's weight replaced by a module's —
+/// after quantization the dequantized weight the chain evaluated, bit for bit — so ONNX Runtime, and ML.NET's
+/// <c>ApplyOnnxModel</c>, run the quantized model. Only the weight constants change, and Gemm's alpha, which the
+/// Linear folds into its weight, becomes 1 (where a Gemm's beta is not 1, its bias is written as the Linear holds it,
+/// β·C, and beta becomes 1).
+/// </summary>
+internal static class OnnxExport
+{
+    public static byte[] WithWeights(OnnxGraph graph, IReadOnlyList<OnnxLinear> layers, IReadOnlyList<Linear> modules)
+    {
+        if (layers.Count != modules.Count) throw new ArgumentException($"{layers.Count} layers but {modules.Count} modules.");
+        var proto = graph.Proto.Clone();
+        var tensors = new Dictionary<string, TensorProto>();
+        foreach (var t in proto.Graph.Initializer) tensors.TryAdd(t.Name, t);
+        foreach (var n in proto.Graph.Node.Where(n => n.OpType == "Constant" && n.Output.Count == 1))
+            if (n.Attribute.FirstOrDefault(a => a.Name == "value")?.T is { } value) tensors[n.Output[0]] = value;
+        for (int i = 0; i < layers.Count; i++)
+        {
+            var (layer, module) = (layers[i], modules[i]);
+            using var scope = NewDisposeScope();
+            var w = module.weight!.detach().to(ScalarType.Float32).cpu();
+            if (w.shape[0] != layer.OutFeatures || w.shape[1] != layer.InFeatures)
+                throw new InvalidOperationException($"Layer '{layer.Name}': weight [{string.Join(", ", w.shape)}], [{layer.OutFeatures}, {layer.InFeatures}] expected.");
+            Replace(graph, tensors, layer.Weight, layer.Transposed ? w : w.t(), $"layer '{layer.Name}'");
+            if (layer.Step.Node.OpType != "Gemm") continue;
+            var node = proto.Graph.Node[graph.Proto.Graph.Node.IndexOf(layer.Step.Node.Proto)];
+            SetOne(node, "alpha");
+            // The Linear's bias is β·C: written back (and β set to 1) only where β ≠ 1, so a C nothing changed stays as it was.
+            if (layer.Bias is { } bias && layer.Beta != 1f && module.bias is { } b)
+            {
+                Replace(graph, tensors, bias, b.detach().to(ScalarType.Float32).cpu(), $"layer '{layer.Name}' bias");
+                SetOne(node, "beta");
+            }
+        }
+        return proto.ToByteArray();
+    }
+
+    private static void Replace(OnnxGraph graph, Dictionary<string, TensorProto> tensors, string name, Tensor value, string what)
+    {
+        if (!tensors.TryGetValue(name, out var t))
+            throw new InvalidOperationException($"{graph.Source}: {what} reads '{name}', which is neither an initializer nor a Constant node's value.");
+        long[] dims = t.Dims.ToArray();
+        if (!dims.SequenceEqual(value.shape))
+            throw new InvalidOperationException($"{graph.Source}: {what}: '{name}' is [{string.Join(", ", dims)}], the new value [{string.Join(", ", value.shape)}].");
+        var data = value.contiguous().data<float>().ToArray();
+        t.DataType = (int)DataType.Float;
+        t.FloatData.Clear();
+        t.RawData = ByteString.CopyFrom(MemoryMarshal.AsBytes(data.AsSpan()));   // little-endian, as onnx.proto says
+    }
+
+    private static void SetOne(NodeProto node, string attribute)
+    {
+        var a = node.Attribute.FirstOrDefault(x => x.Name == attribute);
+        if (a is null) return;   // absent means 1
+        a.F = 1f;
+    }
+}
