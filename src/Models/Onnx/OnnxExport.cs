@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using Google.Protobuf;
+using Msavq.MLNet.Format;
 using Onnx;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -16,10 +17,21 @@ namespace Msavq.MLNet.Models.Onnx;
 /// </summary>
 internal static class OnnxExport
 {
-    public static byte[] WithWeights(OnnxGraph graph, IReadOnlyList<OnnxLinear> layers, IReadOnlyList<Linear> modules)
+    /// <param name="pack">
+    /// Stored layers to write as <c>com.microsoft.MatMulNBits</c> where they can be (<see cref="MatMulNBits.Supports"/>,
+    /// and the layer is a MatMul node); every other layer gets its module's weight as float32.
+    /// </param>
+    /// <param name="packed">The layers written as MatMulNBits.</param>
+    public static byte[] WithWeights(OnnxGraph graph, IReadOnlyList<OnnxLinear> layers, IReadOnlyList<Linear> modules,
+                                     IReadOnlyList<QuantizedLayer>? pack, out List<string> packed)
     {
         if (layers.Count != modules.Count) throw new ArgumentException($"{layers.Count} layers but {modules.Count} modules.");
         var proto = graph.Proto.Clone();
+        var byName = (pack ?? Array.Empty<QuantizedLayer>()).ToDictionary(l => l.Name);
+        foreach (var name in byName.Keys.Where(n => !layers.Any(l => l.Name == n)))
+            throw new ArgumentException($"Quantized layer '{name}' is not a layer of {graph.Source}.", nameof(pack));
+        packed = new List<string>();
+        var removed = new HashSet<string>();
         var tensors = new Dictionary<string, TensorProto>();
         foreach (var t in proto.Graph.Initializer) tensors.TryAdd(t.Name, t);
         foreach (var n in proto.Graph.Node.Where(n => n.OpType == "Constant" && n.Output.Count == 1))
@@ -31,6 +43,21 @@ internal static class OnnxExport
             var w = module.weight!.detach().to(ScalarType.Float32).cpu();
             if (w.shape[0] != layer.OutFeatures || w.shape[1] != layer.InFeatures)
                 throw new InvalidOperationException($"Layer '{layer.Name}': weight [{string.Join(", ", w.shape)}], [{layer.OutFeatures}, {layer.InFeatures}] expected.");
+            if (byName.TryGetValue(layer.Name, out var q) && layer.Step.Node.OpType == "MatMul" && MatMulNBits.Supports(q, out _))
+            {
+                // What ONNX Runtime will compute must be the weight the model ran with, value for value.
+                if (q.Rows != layer.OutFeatures || q.Columns != layer.InFeatures
+                    || !q.Dequantize().AsSpan().SequenceEqual(w.contiguous().data<float>().ToArray()))
+                    throw new ArgumentException($"Quantized layer '{layer.Name}' does not dequantize to the model's weight: pass this model's own quantized layers.", nameof(pack));
+                int index = graph.Proto.Graph.Node.IndexOf(layer.Step.Node.Proto);
+                var old = proto.Graph.Node[index];
+                var (nbits, initializers) = MatMulNBits.Node(q, old.Name, old.Input[0], old.Output[0], layer.Name);
+                proto.Graph.Node[index] = nbits;
+                proto.Graph.Initializer.Add(initializers);
+                removed.Add(layer.Weight);
+                packed.Add(layer.Name);
+                continue;
+            }
             Replace(graph, tensors, layer.Weight, layer.Transposed ? w : w.t(), $"layer '{layer.Name}'");
             if (layer.Step.Node.OpType != "Gemm") continue;
             var node = proto.Graph.Node[graph.Proto.Graph.Node.IndexOf(layer.Step.Node.Proto)];
@@ -41,6 +68,16 @@ internal static class OnnxExport
                 Replace(graph, tensors, bias, b.detach().to(ScalarType.Float32).cpu(), $"layer '{layer.Name}' bias");
                 SetOne(node, "beta");
             }
+        }
+        if (packed.Count > 0)
+        {
+            // The packed weights' float32 constants are read by nothing now (OnnxLinears took only unshared weights).
+            foreach (var t in proto.Graph.Initializer.Where(t => removed.Contains(t.Name)).ToList()) proto.Graph.Initializer.Remove(t);
+            foreach (var v in proto.Graph.Input.Where(v => removed.Contains(v.Name)).ToList()) proto.Graph.Input.Remove(v);
+            foreach (var n in proto.Graph.Node.Where(n => n.OpType == "Constant" && n.Output.Count == 1 && removed.Contains(n.Output[0])).ToList())
+                proto.Graph.Node.Remove(n);
+            if (!proto.OpsetImport.Any(o => o.Domain == "com.microsoft"))
+                proto.OpsetImport.Add(new OperatorSetIdProto { Domain = "com.microsoft", Version = 1 });
         }
         return proto.ToByteArray();
     }

@@ -1,3 +1,4 @@
+using Msavq.MLNet.Format;
 using Msavq.MLNet.Models.Text;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -158,7 +159,22 @@ public sealed class OnnxModel : nn.Module, IQuantizableModel
     /// in a file ONNX Runtime and ML.NET's <c>ApplyOnnxModel</c> run. Nothing else changes, except that a Gemm's alpha
     /// (and a beta other than 1), folded into the Linear, become 1 (<see cref="OnnxExport"/>).
     /// </summary>
-    public byte[] ToOnnx() => OnnxExport.WithWeights(graph.Graph, graph.Layers, graph.Linears);
+    public byte[] ToOnnx() => OnnxExport.WithWeights(graph.Graph, graph.Layers, graph.Linears, null, out _);
+
+    /// <summary>
+    /// <see cref="ToOnnx()"/>, with the scalar layers among <paramref name="quantized"/> (this model's own, from
+    /// <c>MixedPrecisionVqTransformer.Quantized</c>) written as ONNX Runtime's <c>com.microsoft.MatMulNBits</c> — codes
+    /// packed at 2, 4 or 8 bits, a scale and zero point per row and block — where the layer is a MatMul with groups of a
+    /// power of two ≥ 16 columns: a small file ONNX Runtime runs. The others keep float32 weights;
+    /// <paramref name="packed"/> names the packed ones. Only ONNX Runtime runs the result (the operator is a contrib op).
+    /// </summary>
+    public byte[] ToOnnx(IReadOnlyList<QuantizedLayer> quantized, out IReadOnlyList<string> packed)
+    {
+        ArgumentNullException.ThrowIfNull(quantized);
+        var bytes = OnnxExport.WithWeights(graph.Graph, graph.Layers, graph.Linears, quantized, out var names);
+        packed = names;
+        return bytes;
+    }
 
     /// <summary><see cref="ToOnnx"/> written to <paramref name="path"/> atomically (a temporary file, flushed, then renamed).</summary>
     public void SaveOnnx(string path)
