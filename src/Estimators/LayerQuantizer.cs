@@ -40,7 +40,7 @@ public static class LayerQuantizer
         var w = weight.detach().to(ScalarType.Float32).clone();
         if (!w.isfinite().all().item<bool>()) throw new ArgumentException($"Layer '{plan.Layer}' has non-finite weights.");
         var plain = stats.Combine(1.0);
-        var kmeans = new KMeansOptions { Iterations = o.KMeansIterations, Seed = o.Seed, FusedAssignment = o.FusedKMeans };
+        var kmeans = new KMeansOptions { Iterations = o.KMeansIterations, Seed = o.Seed, FusedAssignment = o.FusedKMeans, MaxPointsPerCodebook = o.KMeansMaxPoints };
         QuantizedLayer stored;
         switch (plan.Method)
         {

@@ -50,6 +50,11 @@ public sealed class MixedPrecisionVqEstimator : IEstimator<MixedPrecisionVqTrans
         /// published curves, made with the matmul form, would not reproduce bit for bit.
         /// </summary>
         public bool FusedKMeans { get; set; }
+        /// <summary>
+        /// Fit each codebook on at most this many of its vectors (a seeded sample), then assign all of them; null
+        /// (default) fits on all. Cuts k-means time on large layers; the codebooks see fewer vectors.
+        /// </summary>
+        public long? KMeansMaxPoints { get; set; }
         /// <summary>Seeds k-means; the same seed gives bit-identical weights.</summary>
         public int Seed { get; set; } = Defaults.Seed;
         /// <summary>

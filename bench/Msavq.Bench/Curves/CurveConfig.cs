@@ -22,6 +22,7 @@ public sealed record CurveConfig(QuantizationMethod Method, string Settings)
         ["curv"] = "curvature: activation or fisher", ["group"] = "column grouping: contiguous, affinity or salience",
         ["local"] = "local salience: obs or gradient", ["forward"] = "MSAVQ sweeps first to last (0/1)",
         ["fused"] = "k-means E-step through the fused SIMD kernel (0/1)",
+        ["kmsample"] = "k-means fits each codebook on at most this many vectors (0 = all)",
     };
 
     public string Name => Method.ToString().ToLowerInvariant() + (Settings.Length > 0 ? ":" + Settings : "");
@@ -73,6 +74,7 @@ public sealed record CurveConfig(QuantizationMethod Method, string Settings)
                 case "refine": quantize.RefineCodebooks = v != 0; break;
                 case "forward": quantize.SweepForward = v != 0; break;
                 case "fused": quantize.FusedKMeans = v != 0; break;
+                case "kmsample": quantize.KMeansMaxPoints = v > 0 ? (long)v : null; break;
             }
         }
     }

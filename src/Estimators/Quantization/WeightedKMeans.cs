@@ -32,6 +32,11 @@ public sealed record KMeansOptions
     public bool FusedAssignment { get; init; }
     /// <summary>Threads of the fused E-step (default: TorchSharp's intra-op thread count, read when k-means runs).</summary>
     public int? Threads { get; init; }
+    /// <summary>
+    /// Fit each codebook on at most this many of its points, a seeded sample, then assign every point (null: all
+    /// points). Lloyd's cost per iteration falls in proportion; the codebook sees fewer points.
+    /// </summary>
+    public long? MaxPointsPerCodebook { get; init; }
 }
 
 /// <summary>
@@ -70,29 +75,63 @@ public static class WeightedKMeans
         if (p == 0) throw new ArgumentException("No points to cluster.");
         using var scope = NewDisposeScope();
         var w = weights.expand(batch, p, d).to(z.dtype);
+        var all = new Points(z, w, o);
+        if (o.MaxPointsPerCodebook is { } most && p > most && most >= k)
+        {
+            // Codebooks from a seeded sample of each entry's points (the same positions in every entry), then every
+            // point assigned to its nearest codeword.
+            using var gen = new Generator((ulong)o.Seed + 0x5A4D, z.device);
+            var pick = randperm(p, generator: gen, device: z.device)[..(int)most].sort().Values;
+            var sample = new Points(z.index_select(1, pick), w.index_select(1, pick), o);
+            var centroids = Iterate(sample, k, o);
+            return (centroids.MoveToOuterDisposeScope(), all.Assign(centroids).Assignments.MoveToOuterDisposeScope());
+        }
+        var c = Iterate(all, k, o);
+        return (c.MoveToOuterDisposeScope(), all.Assign(c).Assignments.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>The points of a batched fit, with the E-step that suits them (fused kernel or chunked matmuls).</summary>
+    private sealed class Points
+    {
+        public readonly Tensor Z, W;
+        private readonly KMeansOptions _o;
+        private readonly float[]? _zs, _ws;   // flat copies for the fused E-step, made once rather than per iteration
+        private readonly int _threads;
+
+        public Points(Tensor z, Tensor w, KMeansOptions o)
+        {
+            (Z, W, _o) = (z, w, o);
+            if (o.FusedAssignment && z.device_type == DeviceType.CPU && z.dtype == ScalarType.Float32)
+            {
+                _zs = z.contiguous().cpu().data<float>().ToArray();
+                _ws = w.contiguous().cpu().data<float>().ToArray();
+            }
+            _threads = o.Threads ?? Math.Max(1, torch.get_num_threads());
+        }
+
+        public (Tensor Assignments, Tensor Cost) Assign(Tensor centroids) => _zs is not null
+            ? AssignFused(_zs, _ws!, centroids, Z.shape[0], Z.shape[1], _threads)
+            : AssignBatched(Z, W, centroids, _o.ChunkElements);
+    }
+
+    /// <summary>Lloyd iterations from the configured init until assignments settle, the cost stalls or the budget ends.</summary>
+    private static Tensor Iterate(Points x, int k, KMeansOptions o)
+    {
         var c = o.Init == CodebookInit.MahalanobisQuantiles
-            ? MahalanobisInit(z, k)
-            : stack(Enumerable.Range(0, (int)batch).Select(i => PlusPlusInit(z[i], w[i], k, o.Seed)));
-        // The fused E-step reads the points as flat float32 arrays, copied once rather than once per iteration.
-        bool fused = o.FusedAssignment && z.device_type == DeviceType.CPU && z.dtype == ScalarType.Float32;
-        var zs = fused ? z.contiguous().data<float>().ToArray() : null;
-        var ws = fused ? w.contiguous().data<float>().ToArray() : null;
-        int threads = o.Threads ?? Math.Max(1, torch.get_num_threads());
-        (Tensor Assignments, Tensor Cost) AssignStep(Tensor centroids) => fused
-            ? AssignFused(zs!, ws!, centroids, batch, p, threads)
-            : AssignBatched(z, w, centroids, o.ChunkElements);
+            ? MahalanobisInit(x.Z, k)
+            : stack(Enumerable.Range(0, (int)x.Z.shape[0]).Select(i => PlusPlusInit(x.Z[i], x.W[i], k, o.Seed)));
         Tensor? assign = null;
         double previous = double.PositiveInfinity;
         for (int it = 0; it < o.Iterations; it++)
         {
             // One scope per EM iteration: its distances and sums are freed before the next one starts.
             using var iteration = NewDisposeScope();
-            var (a, cost) = AssignStep(c);
+            var (a, cost) = x.Assign(c);
             double total = cost.sum().to(ScalarType.Float64).item<double>();
             bool same = assign is not null && (a.eq(assign).all().item<bool>()
                                                || o.Tolerance > 0 && previous - total <= o.Tolerance * previous);
             previous = total;
-            var next = MStepBatched(z, w, a, c, cost).MoveToOuterDisposeScope();
+            var next = MStepBatched(x.Z, x.W, a, c, cost).MoveToOuterDisposeScope();
             assign?.Dispose();
             assign = a.MoveToOuterDisposeScope();
             c.Dispose();
@@ -100,8 +139,7 @@ public static class WeightedKMeans
             if (same) break;
         }
         assign?.Dispose();
-        assign = AssignStep(c).Assignments;
-        return (c.MoveToOuterDisposeScope(), assign.MoveToOuterDisposeScope());
+        return c;
     }
 
     private static (Tensor Assignments, Tensor Cost) AssignBatched(Tensor z, Tensor w, Tensor c, long chunkElements)
@@ -134,7 +172,7 @@ public static class WeightedKMeans
         int d = (int)c.shape[2];
         var a = new int[batch * p];
         var cost = new float[batch * p];
-        WeightedAssignment.AssignBatched(z, w, c.contiguous().data<float>().ToArray(), (int)batch, d, a, cost, threads);
+        WeightedAssignment.AssignBatched(z, w, c.contiguous().cpu().data<float>().ToArray(), (int)batch, d, a, cost, threads);
         return (tensor(a, device: c.device).to(ScalarType.Int64).reshape(batch, p), tensor(cost, device: c.device).reshape(batch, p));
     }
 

@@ -95,4 +95,22 @@ public sealed class WeightedAssignmentTests
         var (cf2, _) = WeightedKMeans.FitBatched(z, w, k, o with { FusedAssignment = true });
         Assert.IsTrue(cf.eq(cf2).all().item<bool>(), "the fused path is not deterministic");
     }
+
+    [TestMethod]
+    public void KMeans_OnASample_FitsAlmostAsWell_AndAssignsEveryPoint()
+    {
+        var g = Mat.Rng(5);
+        var z = randn(2, 8192, 2, ScalarType.Float32, generator: g);
+        var w = rand(2, 8192, 2, ScalarType.Float32, generator: g) + 0.5;
+        double Cost(Tensor c, Tensor a) =>
+            (w * (z - c.gather(1, a.unsqueeze(-1).expand(2, 8192, 2))).square()).sum().to(ScalarType.Float64).item<double>();
+        var o = new KMeansOptions { Iterations = 50 };
+        var (cAll, aAll) = WeightedKMeans.FitBatched(z, w, 16, o);
+        var (cSample, aSample) = WeightedKMeans.FitBatched(z, w, 16, o with { MaxPointsPerCodebook = 2048 });
+        Assert.AreEqual(2 * 8192L, aSample.numel());
+        double full = Cost(cAll, aAll), sampled = Cost(cSample, aSample);
+        Assert.IsLessThan(1.05 * full, sampled, $"weighted cost: all points {full:G6}, a quarter of them {sampled:G6}");
+        var (again, _) = WeightedKMeans.FitBatched(z, w, 16, o with { MaxPointsPerCodebook = 2048 });
+        Assert.IsTrue(cSample.eq(again).all().item<bool>(), "the sample is not seeded");
+    }
 }
