@@ -66,14 +66,7 @@ public sealed class OnnxExportTests
     [TestMethod]
     public void Export_OfAGemmWithAlphaAndBeta_FoldsThemIntoTheWrittenWeightAndBias()
     {
-        var g = new G(13);
-        var ids = g.Input("input_ids", DataType.Int64, -1, -1);
-        int w = TinyOnnxEncoder.Width;
-        var embedded = g.Node("Gather", new[] { g.Initializer("embeddings.weight", TinyOnnxEncoder.Values(11 * w, 1), 11, w), ids });
-        var flat = g.Node("Reshape", new[] { embedded, g.Initializer("rows", new[] { -1L, w }, 2) });
-        var dense = g.Node("Gemm", new[] { flat, g.Initializer("flat.weight", TinyOnnxEncoder.Values(w * w, 0.3f), w, w), g.Initializer("flat.bias", TinyOnnxEncoder.Values(w, 1), w) },
-                           null, G.Float("alpha", 0.5f), G.Float("beta", 2f));
-        g.Node("Reshape", new[] { dense, g.Node("Shape", new[] { embedded }) }, "last_hidden_state");
+        var (g, _) = TinyOnnxEncoder.FlattenedGemm("last_hidden_state", G.Float("alpha", 0.5f), G.Float("beta", 2f));
         g.Output("last_hidden_state");
         var text = TinyOnnxEncoder.Text with { AttentionMaskName = null };
         using var model = OnnxModel.Load(g.Bytes(), text);

@@ -92,14 +92,8 @@ public sealed class OnnxModelErrorTests
     [TestMethod]
     public void Load_FlattenedLayerSeesTokens_PooledLayerIsRefusedUnlessLeftOut()
     {
-        var g = new G(13);
-        var ids = g.Input("input_ids", DataType.Int64, -1, -1);
+        var (g, tokens) = TinyOnnxEncoder.FlattenedGemm(null, G.Int("transB", 1));
         int w = TinyOnnxEncoder.Width;
-        var embedded = g.Node("Gather", new[] { g.Initializer("embeddings.weight", TinyOnnxEncoder.Values(11 * w, 1), 11, w), ids });
-        var flat = g.Node("Reshape", new[] { embedded, g.Initializer("rows", new[] { -1L, w }, 2) });
-        var dense = g.Node("Gemm", new[] { flat, g.Initializer("flat.weight", TinyOnnxEncoder.Values(w * w, 0.3f), w, w), g.Initializer("flat.bias", TinyOnnxEncoder.Values(w, 1), w) },
-                           null, G.Int("transB", 1));
-        var tokens = g.Node("Reshape", new[] { dense, g.Node("Shape", new[] { embedded }) });
         var pooled = g.Node("ReduceMean", new[] { tokens }, null, G.Ints("axes", 1), G.Int("keepdims", 0));
         g.Node("MatMul", new[] { pooled, g.Initializer("head.weight", TinyOnnxEncoder.Values(w * 4, 0.5f), w, 4) }, "sentence_embedding");
         g.Output("sentence_embedding");

@@ -37,4 +37,21 @@ internal static class TinyOnnxEncoder
         g.Output("last_hidden_state", DataType.Float, -1, -1, Width);
         return g.Bytes();
     }
+
+    /// <summary>
+    /// input_ids → token embeddings flattened to [batch·tokens, Width] → a Gemm "flat" (constant weight and bias, with
+    /// <paramref name="gemmAttributes"/>) → reshaped back to [batch, tokens, Width], named <paramref name="output"/>:
+    /// an export that runs a Linear on flattened tokens. The caller adds what follows and the graph outputs.
+    /// </summary>
+    public static (G Graph, string Tokens) FlattenedGemm(string? output, params Onnx.AttributeProto[] gemmAttributes)
+    {
+        var g = new G(13);
+        var ids = g.Input("input_ids", DataType.Int64, -1, -1);
+        int w = Width;
+        var embedded = g.Node("Gather", new[] { g.Initializer("embeddings.weight", Values(Words.Length * w, 1), Words.Length, w), ids });
+        var flat = g.Node("Reshape", new[] { embedded, g.Initializer("rows", new[] { -1L, w }, 2) });
+        var dense = g.Node("Gemm", new[] { flat, g.Initializer("flat.weight", Values(w * w, 0.3f), w, w), g.Initializer("flat.bias", Values(w, 1), w) },
+                           null, gemmAttributes);
+        return (g, g.Node("Reshape", new[] { dense, g.Node("Shape", new[] { embedded }) }, output));
+    }
 }
