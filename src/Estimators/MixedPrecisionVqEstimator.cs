@@ -200,6 +200,6 @@ public sealed class MixedPrecisionVqEstimator : IEstimator<MixedPrecisionVqTrans
         var quantized = new Format.QuantizedModel(plan.Method.ToString(), options, stored);
         return new MixedPrecisionVqTransformer(_ml, copy, reports, quantized, schema,
             _options.ScoreRows ? _options.ImageColumnName ?? calib.Options.ImageColumnName : null,
-            _options.TextColumnName ?? calib.Options.TextColumnName);
+            _options.TextColumnName ?? calib.Options.TextColumnName ?? Defaults.TextColumn);
     }
 }

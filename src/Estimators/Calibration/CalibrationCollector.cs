@@ -20,8 +20,10 @@ public sealed class CalibrationCollector : IEstimator<CalibrationTransformer>
         public IQuantizableModel Model { get; set; } = null!;
         /// <summary>The image column (a vector of bytes); null for a text-only model, whose rows carry no image.</summary>
         public string? ImageColumnName { get; set; } = Defaults.ImageColumn;
-        public string TextColumnName { get; set; } = Defaults.TextColumn;
-        public string AnswerColumnName { get; set; } = Defaults.AnswerColumn;
+        /// <summary>The text column; null for an image-only model (an image featurizer), whose rows carry no text.</summary>
+        public string? TextColumnName { get; set; } = Defaults.TextColumn;
+        /// <summary>The answer (target) column; null for a model whose objective needs no targets (an image featurizer's views).</summary>
+        public string? AnswerColumnName { get; set; } = Defaults.AnswerColumn;
         public int BatchSize { get; set; } = Defaults.CalibrationBatchSize;
         public CalibrationMode Mode { get; set; } = Defaults.Mode;
         /// <summary>Which parts of the model to quantize.</summary>
@@ -81,8 +83,10 @@ public sealed class CalibrationCollector : IEstimator<CalibrationTransformer>
     public SchemaShape GetOutputSchema(SchemaShape inputSchema)
     {
         if (_options.ImageColumnName is { } image) CheckColumn(inputSchema, image, isImage: true);
-        CheckColumn(inputSchema, _options.TextColumnName, isImage: false);
-        CheckColumn(inputSchema, _options.AnswerColumnName, isImage: false);
+        if (_options.TextColumnName is { } text) CheckColumn(inputSchema, text, isImage: false);
+        if (_options.AnswerColumnName is { } answer) CheckColumn(inputSchema, answer, isImage: false);
+        if (_options.ImageColumnName is null && _options.TextColumnName is null)
+            throw new ArgumentException("Neither an image nor a text column is named: calibration needs one of them.");
         return inputSchema;
     }
 
@@ -94,7 +98,7 @@ public sealed class CalibrationCollector : IEstimator<CalibrationTransformer>
         // Every row before any work: the model names what it cannot calibrate on (an answer outside its vocabulary).
         for (int i = 0; i < rows.Count; i++)
             if (_options.Model.RowProblem(rows[i]) is { } problem)
-                throw new ArgumentException($"Calibration row {i} ('{rows[i].Text}'): {problem}.");
+                throw new ArgumentException($"Calibration row {i}{(string.IsNullOrEmpty(rows[i].Text) ? "" : $" ('{rows[i].Text}')")}: {problem}.");
         var layers = SelectLayers();
         using (NewDisposeScope())
             foreach (var l in layers)

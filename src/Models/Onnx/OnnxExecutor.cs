@@ -79,7 +79,13 @@ public sealed class OnnxExecutor : nn.Module
                     var args = step.Node.Proto.Input.Select(i => i.Length == 0 ? null : values[i]).ToArray();
                     values[step.Node.Proto.Output[0]] = step.Kernel(args);
                 }
-                else values[Layers[index].Output] = CallLinear(linears[index], values[Layers[index].Input], tokens);
+                else
+                {
+                    var layer = Layers[index];
+                    var x = values[layer.Input];
+                    values[layer.Output] = layer.Window is { } window ? CallConvolution(linears[index], x, window, step.Node)
+                                                                      : CallLinear(linears[index], x, tokens);
+                }
             }
             catch (Exception e) when (e is not (ArgumentException or NotSupportedException or InvalidDataException))
             {
@@ -95,6 +101,24 @@ public sealed class OnnxExecutor : nn.Module
         return linear.call(x.view(grid.Batch, grid.Tokens, x.shape[1])).view(grid.Batch * grid.Tokens, -1);
     }
 
+    /// <summary>
+    /// A Conv as its Linear: the padded input unfolded into patches [N, positions, in·kh·kw], one row per output
+    /// position (what the hooks see, so calibration statistics are GPTQ's for convolutions), then folded back to
+    /// [N, out, H′, W′] (or [N, out, L′] for a 1-D convolution).
+    /// </summary>
+    private static Tensor CallConvolution(Linear linear, Tensor x, OnnxWindow window, OnnxNode node)
+    {
+        var x2 = window.Pad(OnnxWindow.As2D(x, node));
+        var (kh, kw) = (window.Kernel[0], window.Kernel[1]);
+        long outH = (x2.shape[2] - ((kh - 1) * window.Dilations[0] + 1)) / window.Strides[0] + 1;
+        long outW = (x2.shape[3] - ((kw - 1) * window.Dilations[1] + 1)) / window.Strides[1] + 1;
+        if (outH < 1 || outW < 1)
+            throw new ArgumentException($"ONNX {node.Describe()}: input [{string.Join(", ", x.shape)}] is smaller than the kernel.");
+        var patches = nn.functional.unfold(x2, (kh, kw), (window.Dilations[0], window.Dilations[1]), (0, 0), (window.Strides[0], window.Strides[1]));
+        var y = linear.call(patches.transpose(1, 2)).transpose(1, 2).reshape(x2.shape[0], -1, outH, outW);
+        return OnnxWindow.Back(y, x);
+    }
+
     /// <summary>The Linear of a MatMul or Gemm: weight [out, in] = α·(B or Bᵀ), bias = β·C (or the folded Add's vector).</summary>
     private Linear MakeLinear(OnnxLinear l)
     {
@@ -103,7 +127,8 @@ public sealed class OnnxExecutor : nn.Module
         using var scope = NewDisposeScope();
         var w = Graph.Constants[l.Weight].Create();
         using var alpha = ((double)l.Alpha).ToScalar();
-        linear.weight!.copy_((l.Transposed ? w : w.t()).mul(alpha));
+        // A Conv's kernel [out, in, kh, kw] flattens per output channel in unfold's (in, kh, kw) order.
+        linear.weight!.copy_((l.IsConvolution ? w.reshape(l.OutFeatures, l.InFeatures) : l.Transposed ? w : w.t()).mul(alpha));
         if (l.Bias != null)
         {
             using var beta = ((double)l.Beta).ToScalar();

@@ -58,7 +58,8 @@ internal static class OnnxExport
                 packed.Add(layer.Name);
                 continue;
             }
-            Replace(graph, tensors, layer.Weight, layer.Transposed ? w : w.t(), $"layer '{layer.Name}'");
+            Replace(graph, tensors, layer.Weight, layer.IsConvolution ? w.reshape(graph.Constants[layer.Weight].Shape) : layer.Transposed ? w : w.t(),
+                    $"layer '{layer.Name}'");
             if (layer.Step.Node.OpType != "Gemm") continue;
             var node = proto.Graph.Node[graph.Proto.Graph.Node.IndexOf(layer.Step.Node.Proto)];
             SetOne(node, "alpha");

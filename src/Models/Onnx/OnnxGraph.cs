@@ -4,8 +4,11 @@ using static TorchSharp.torch;
 
 namespace Msavq.MLNet.Models.Onnx;
 
-/// <summary>A value the graph reads from outside: its name and ONNX element type (<see cref="OnnxTensors.ScalarTypeOf"/>).</summary>
-public sealed record OnnxInput(string Name, int ElementType);
+/// <summary>
+/// A value the graph reads from outside: its name, ONNX element type (<see cref="OnnxTensors.ScalarTypeOf"/>) and
+/// declared shape (null when the file declares none; a null dimension is symbolic, e.g. the batch).
+/// </summary>
+public sealed record OnnxInput(string Name, int ElementType, long?[]? Dims = null);
 
 /// <summary>
 /// A constant of the graph, an initializer or the value of a <c>Constant</c> node: its shape, type (null for a type
@@ -87,7 +90,10 @@ public sealed class OnnxGraph
                 throw new InvalidDataException($"{source}: initializer '{t.Name}' is defined twice.");
         }
         // Before IR version 4 initializers were also listed as inputs: those are constants, not inputs to feed.
-        var inputs = graph.Input.Where(i => !constants.ContainsKey(i.Name)).Select(i => new OnnxInput(i.Name, i.Type?.TensorType?.ElemType ?? 0)).ToList();
+        var inputs = graph.Input.Where(i => !constants.ContainsKey(i.Name))
+            .Select(i => new OnnxInput(i.Name, i.Type?.TensorType?.ElemType ?? 0,
+                i.Type?.TensorType?.Shape?.Dim.Select(d => d.ValueCase == TensorShapeProto.Types.Dimension.ValueOneofCase.DimValue && d.DimValue > 0 ? d.DimValue : (long?)null).ToArray()))
+            .ToList();
         var known = inputs.Select(i => i.Name).Concat(constants.Keys).ToHashSet();
 
         var producer = new Dictionary<string, NodeProto>();

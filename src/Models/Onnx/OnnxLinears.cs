@@ -26,6 +26,15 @@ public sealed record OnnxLinear(string Name, int Block, string Node, string Inpu
 
     /// <summary>The bias Add step folded in, if any.</summary>
     internal OnnxStep? BiasStep { get; init; }
+
+    /// <summary>
+    /// For a Conv node, its window: the Linear then runs on the unfolded input patches (one row per output position,
+    /// in·kh·kw features, the way GPTQ treats convolutions) and its weight is the kernel as [out, in·kh·kw].
+    /// </summary>
+    internal OnnxWindow? Window { get; init; }
+
+    /// <summary>Whether the layer is a convolution (its weight the kernel, flattened per output channel).</summary>
+    public bool IsConvolution => Window != null;
 }
 
 /// <summary>A MatMul or Gemm node of the graph: its <see cref="OnnxLinear"/> form, or why it has none (it then runs as the node).</summary>
@@ -50,7 +59,7 @@ internal static class OnnxLinears
         var readers = graph.Steps.SelectMany(s => s.Reads.Select(v => (Value: v, Step: s)))
             .GroupBy(r => r.Value).ToDictionary(g => g.Key, g => g.Select(r => r.Step).ToList());
         var producers = graph.Steps.SelectMany(s => s.Node.Proto.Output.Select(o => (o, s))).ToDictionary(p => p.o, p => p.s);
-        var found = graph.Steps.Where(s => s.Node.OpType is "MatMul" or "Gemm")
+        var found = graph.Steps.Where(s => s.Node.OpType is "MatMul" or "Gemm" or "Conv")
             .Select(s => Candidate(graph, s, readers, producers)).ToList();
         return Named(found);
     }
@@ -65,6 +74,7 @@ internal static class OnnxLinears
         string w = p.Input[1];
         if (!graph.Constants.TryGetValue(w, out var weight))
             return No($"its weight '{w}' is {(producers.TryGetValue(w, out var s) ? $"computed by node '{s.Node.Name}'" : "a graph input")}, not a constant");
+        if (node.OpType == "Conv") return Convolution(graph, step, weight, readers);
         if (weight.Shape.Length != 2) return No($"its weight '{w}' is {weight.Shape.Length}-D, not 2-D");
         if (weight.Type != ScalarType.Float32) return No($"its weight '{w}' is {weight.Type?.ToString() ?? "of a type TorchSharp lacks"}, not float32");
         if (readers[w].Count != 1 || p.Input.Count(i => i == w) != 1)
@@ -102,6 +112,31 @@ internal static class OnnxLinears
             BiasStep = biasStep,
         };
         return new(name, linear, null);
+    }
+
+    /// <summary>A Conv with a constant kernel and one group: a Linear over its unfolded input patches.</summary>
+    private static OnnxLinearCandidate Convolution(OnnxGraph graph, OnnxStep step, OnnxConstant weight, Dictionary<string, List<OnnxStep>> readers)
+    {
+        var node = step.Node;
+        var p = node.Proto;
+        OnnxLinearCandidate No(string why) => new(node.Name, null, why);
+        string w = p.Input[1];
+        if (weight.Shape.Length is not (3 or 4)) return No($"its kernel '{w}' is {weight.Shape.Length}-D, not a 1-D or 2-D convolution's");
+        if (weight.Type != ScalarType.Float32) return No($"its kernel '{w}' is {weight.Type?.ToString() ?? "of a type TorchSharp lacks"}, not float32");
+        if (readers[w].Count != 1 || p.Input.Count(i => i == w) != 1)
+            return No($"its kernel '{w}' is read elsewhere too (tied weights stay as they are)");
+        long group = node.Int("group", 1);
+        if (group != 1) return No($"group = {group}: a grouped or depthwise convolution is not one matrix");
+        long outFeatures = weight.Shape[0], inFeatures = weight.Shape.Skip(1).Aggregate(1L, (a, d) => a * d);
+        string? bias = node.HasInput(2) ? p.Input[2] : null;
+        if (bias != null && !IsVector(graph, bias, outFeatures)) return No($"its bias '{bias}' is not a constant float32 vector of {outFeatures}");
+        var window = OnnxWindow.Read(node)(weight.Shape.Skip(2).ToArray());
+        var linear = new OnnxLinear(node.Name, 0, node.Name, p.Input[0], p.Output[0], w, Transposed: true, 1, bias, 1, null, inFeatures, outFeatures)
+        {
+            Step = step,
+            Window = window,
+        };
+        return new(node.Name, linear, null);
     }
 
     private static bool IsVector(OnnxGraph graph, string value, long length) =>

@@ -6,26 +6,33 @@ using static TorchSharp.torch;
 namespace Msavq.MLNet.Models.Onnx;
 
 /// <summary>
-/// Bring your own model: an ONNX graph run eagerly in TorchSharp (<see cref="OnnxExecutor"/>), whose MatMul and Gemm
-/// nodes with constant weights are the quantizable Linears (<see cref="OnnxLayerOptions"/>). This first form reads
+/// Bring your own model: an ONNX graph run eagerly in TorchSharp (<see cref="OnnxExecutor"/>), whose MatMul, Gemm and
+/// Conv nodes with constant weights are the quantizable Linears (<see cref="OnnxLayerOptions"/>). It reads either
 /// text (<see cref="OnnxTextOptions"/>): a sentence encoder, calibrated like <c>MiniLmEncoder</c> on the in-batch
-/// contrastive objective between each row's text and its partner (<see cref="ContrastivePairs"/>). Loading checks
-/// everything a calibration would trip on — operators, attributes, inputs, the chosen layers — and runs the graph once
-/// on two short sentences, so errors come before any work.
+/// contrastive objective between each row's text and its partner (<see cref="ContrastivePairs"/>); or images
+/// (<see cref="OnnxImageOptions"/>): an image featurizer, calibrated on the in-batch contrastive objective between each
+/// image and its mirror image (<see cref="OnnxImages"/>). Loading checks everything a calibration would trip on —
+/// operators, attributes, inputs, the chosen layers — and runs the graph once on a small input, so errors come before
+/// any work.
 /// </summary>
 public sealed class OnnxModel : nn.Module, IQuantizableModel
 {
     private readonly OnnxExecutor graph;
     private IReadOnlyList<QuantizableLayer>? _quantizable;
 
-    private OnnxModel(OnnxGraph onnx, OnnxTextOptions text, IReadOnlyList<OnnxLinear> layers) : base(nameof(OnnxModel))
+    private OnnxModel(OnnxGraph onnx, OnnxTextOptions? text, OnnxImageOptions? image, IReadOnlyList<OnnxLinear> layers) : base(nameof(OnnxModel))
     {
         Text = text;
+        Image = image;
         graph = new OnnxExecutor(onnx, layers);
         RegisterComponents();
     }
 
-    public OnnxTextOptions Text { get; }
+    /// <summary>How the model reads text; null for an image model.</summary>
+    public OnnxTextOptions? Text { get; }
+
+    /// <summary>How the model reads images, with names and size resolved from the graph; null for a text model.</summary>
+    public OnnxImageOptions? Image { get; }
 
     /// <summary>The graph and its Linears.</summary>
     public OnnxExecutor Graph => graph;
@@ -46,12 +53,35 @@ public sealed class OnnxModel : nn.Module, IQuantizableModel
         if (text.MaxTokens < 2) throw new ArgumentOutOfRangeException(nameof(text), text.MaxTokens, "MaxTokens must leave room for [CLS] and [SEP].");
         var parsed = OnnxGraph.Load(onnx, source, new[] { text.OutputName });
         CheckInputs(parsed, text);
-        var model = new OnnxModel(parsed, text, (layers ?? new OnnxLayerOptions()).Select(parsed));
+        return Checked(new OnnxModel(parsed, text, null, (layers ?? new OnnxLayerOptions()).Select(parsed)), device);
+    }
+
+    /// <summary>The ONNX image model in the file at <paramref name="path"/>.</summary>
+    /// <remarks>Call it outside any dispose scope: the scope would free the parameters (architecture.md §6).</remarks>
+    public static OnnxModel Load(string path, OnnxImageOptions image, OnnxLayerOptions? layers = null, Device? device = null) =>
+        Load(File.ReadAllBytes(path), image, layers, device, path);
+
+    /// <summary>The ONNX image model <paramref name="onnx"/>; <paramref name="source"/> names it in errors.</summary>
+    /// <remarks>Call it outside any dispose scope: the scope would free the parameters (architecture.md §6).</remarks>
+    public static OnnxModel Load(byte[] onnx, OnnxImageOptions image, OnnxLayerOptions? layers = null, Device? device = null,
+                                 string source = "the ONNX model")
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        var parsed = OnnxGraph.Load(onnx, source, image.OutputName is { } name ? new[] { name } : null);
+        if (parsed.Outputs.Count != 1)
+            throw new ArgumentException($"{source} has {parsed.Outputs.Count} outputs ({string.Join(", ", parsed.Outputs)}): set {nameof(OnnxImageOptions.OutputName)}.");
+        var resolved = Resolve(parsed, image with { OutputName = parsed.Outputs[0] });
+        return Checked(new OnnxModel(parsed, null, resolved, (layers ?? new OnnxLayerOptions()).Select(parsed)), device);
+    }
+
+    private static OnnxModel Checked(OnnxModel model, Device? device)
+    {
         try
         {
             if (device != null) model.to(device);
             model.eval();
-            model.CheckLayersSeeTokens();
+            if (model.Text != null) model.CheckLayersSeeTokens();
+            else model.CheckImageRuns();
             return model;
         }
         catch
@@ -59,6 +89,81 @@ public sealed class OnnxModel : nn.Module, IQuantizableModel
             model.Dispose();
             throw;
         }
+    }
+
+    /// <summary>The image options with the input name and the size read from the graph where the caller left them out.</summary>
+    private static OnnxImageOptions Resolve(OnnxGraph onnx, OnnxImageOptions image)
+    {
+        var input = image.InputName is { } name
+            ? onnx.Inputs.FirstOrDefault(i => i.Name == name)
+              ?? throw new ArgumentException($"{onnx.Source}: {nameof(OnnxImageOptions.InputName)} = '{name}', but '{image.OutputName}' reads no such graph input " +
+                                             $"(it reads {string.Join(", ", onnx.Inputs.Select(i => $"'{i.Name}'"))}).")
+            : onnx.Inputs.Count == 1 ? onnx.Inputs[0]
+            : throw new ArgumentException($"{onnx.Source}: '{image.OutputName}' reads {onnx.Inputs.Count} inputs ({string.Join(", ", onnx.Inputs.Select(i => i.Name))}); " +
+                                          $"an image model feeds one: set {nameof(OnnxImageOptions.InputName)}, or pick an output that needs only the images.");
+        foreach (var other in onnx.Inputs.Where(i => i.Name != input.Name))
+            throw new ArgumentException($"{onnx.Source}: graph input '{other.Name}' is not fed: an image model feeds only '{input.Name}'.");
+        var dims = input.Dims;
+        if (dims != null && dims.Length != 4)
+            throw new ArgumentException($"{onnx.Source}: input '{input.Name}' is {dims.Length}-D, not images [batch, channels, height, width].");
+        if (dims?[1] is { } c && c != 3) throw new ArgumentException($"{onnx.Source}: input '{input.Name}' has {c} channels; images have 3.");
+        int Size(int? given, long? declared, string what) =>
+            given ?? (declared is { } d and > 0 ? checked((int)d)
+                : throw new ArgumentException($"{onnx.Source}: input '{input.Name}' declares no fixed {what.ToLowerInvariant()}: set {nameof(OnnxImageOptions)}.{what}."));
+        var resolved = image with
+        {
+            InputName = input.Name,
+            Height = Size(image.Height, dims?[2], nameof(OnnxImageOptions.Height)),
+            Width = Size(image.Width, dims?[3], nameof(OnnxImageOptions.Width)),
+        };
+        if (resolved.Height < 1 || resolved.Width < 1) throw new ArgumentException($"Image size {resolved.Width}×{resolved.Height} is not positive.");
+        if (resolved.Mean is not { Length: 3 } || resolved.Std is not { Length: 3 } || resolved.Std.Any(s => !(s != 0 && float.IsFinite(s)))
+            || resolved.Mean.Any(m => !float.IsFinite(m)) || !float.IsFinite(resolved.Scale))
+            throw new ArgumentException($"{nameof(OnnxImageOptions.Mean)} and {nameof(OnnxImageOptions.Std)} need three finite values each (Std non-zero), and {nameof(OnnxImageOptions.Scale)} a finite one.");
+        return resolved;
+    }
+
+    /// <summary>Runs the graph once on one blank image: shape errors surface now, and every chosen layer must run.</summary>
+    private void CheckImageRuns()
+    {
+        var ran = new HashSet<string>();
+        var hooks = QuantizableLayers.Select(l => l.Module.register_forward_hook((_, x, y) => { ran.Add(l.Name); return y; })).ToList();
+        try
+        {
+            using var scope = NewDisposeScope();
+            using var _ = no_grad();
+            var o = Image!;
+            var vectors = EmbedImages(new[] { new byte[o.Height!.Value * o.Width!.Value * 3] });
+            foreach (var l in QuantizableLayers)
+                if (!ran.Contains(l.Name)) throw new InvalidOperationException($"{graph.Graph.Source}: layer '{l.Name}' did not run.");
+        }
+        finally { foreach (var h in hooks) h.remove(); }
+    }
+
+    private OnnxTextOptions TextOptions => Text ?? throw new InvalidOperationException($"{graph.Graph.Source} was loaded as an image model; it reads no text.");
+
+    private OnnxImageOptions ImageOptions => Image ?? throw new InvalidOperationException($"{graph.Graph.Source} was loaded as a text model; it reads no images.");
+
+    /// <summary>
+    /// Feature vectors [N, features] of <paramref name="images"/> (encoded files or raw RGB bytes, <see cref="OnnxImageOptions"/>):
+    /// the output value flattened per image, on <see cref="Device"/>.
+    /// </summary>
+    public Tensor EmbedImages(IReadOnlyList<byte[]> images)
+    {
+        using var scope = NewDisposeScope();
+        var o = ImageOptions;
+        var rgb = images.Select((img, i) => OnnxImages.Rgb(img, o.Height!.Value, o.Width!.Value, $"Image {i}")).ToList();
+        return EmbedPixels(OnnxImages.ToTensor(rgb, o, Device)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Feature vectors [N, features] of graph-ready pixels [N, 3, H, W].</summary>
+    public Tensor EmbedPixels(Tensor pixels)
+    {
+        using var scope = NewDisposeScope();
+        var o = ImageOptions;
+        var outputs = graph.Run(new Dictionary<string, Tensor> { [o.InputName!] = pixels });
+        var y = outputs[o.OutputName!];
+        return y.reshape(y.shape[0], -1).MoveToOuterDisposeScope();
     }
 
     /// <summary>Every input the output needs is one the options feed, and every name the options give is a graph input.</summary>
@@ -110,24 +215,25 @@ public sealed class OnnxModel : nn.Module, IQuantizableModel
 
     /// <summary>Token ids [N, T] and mask [N, T] of <paramref name="sentences"/> (<see cref="BertTokens"/>), on <see cref="Device"/>.</summary>
     public (Tensor Tokens, Tensor Mask) Tokenize(IReadOnlyList<string> sentences) =>
-        BertTokens.Encode(Text.Tokenizer, sentences, Text.MaxTokens, Device);
+        BertTokens.Encode(TextOptions.Tokenizer, sentences, TextOptions.MaxTokens, Device);
 
     /// <summary>The value <see cref="OnnxTextOptions.OutputName"/> for token ids [B, T] and a mask [B, T] (1 = token, 0 = padding).</summary>
     public Tensor Hidden(Tensor tokens, Tensor mask)
     {
         using var scope = NewDisposeScope();
-        var inputs = new Dictionary<string, Tensor> { [Text.InputIdsName] = tokens };
-        if (Text.AttentionMaskName is { } m) inputs[m] = mask;
-        if (Text.TokenTypeIdsName is { } t) inputs[t] = zeros_like(tokens);
+        var text = TextOptions;
+        var inputs = new Dictionary<string, Tensor> { [text.InputIdsName] = tokens };
+        if (text.AttentionMaskName is { } m) inputs[m] = mask;
+        if (text.TokenTypeIdsName is { } t) inputs[t] = zeros_like(tokens);
         var outputs = graph.Run(inputs, (tokens.shape[0], tokens.shape[1]));
-        return outputs[Text.OutputName].MoveToOuterDisposeScope();
+        return outputs[text.OutputName].MoveToOuterDisposeScope();
     }
 
     /// <summary>Sentence vectors [B, H]: <see cref="Hidden"/>, pooled and normalized as <see cref="Text"/> says.</summary>
     public Tensor Embed(Tensor tokens, Tensor mask)
     {
         using var scope = NewDisposeScope();
-        return SentencePool.Apply(Hidden(tokens, mask), mask, Text.Pooling, Text.Normalize).MoveToOuterDisposeScope();
+        return SentencePool.Apply(Hidden(tokens, mask), mask, TextOptions.Pooling, TextOptions.Normalize).MoveToOuterDisposeScope();
     }
 
     /// <summary>Sentence vectors [N, H] of <paramref name="sentences"/>, on <see cref="Device"/>.</summary>
@@ -138,19 +244,39 @@ public sealed class OnnxModel : nn.Module, IQuantizableModel
         return Embed(tokens, mask).MoveToOuterDisposeScope();
     }
 
+    /// <summary>The chosen layers; a text model's are <see cref="LayerRole.Language"/>, an image model's <see cref="LayerRole.Vision"/>.</summary>
     public IReadOnlyList<QuantizableLayer> QuantizableLayers => _quantizable ??=
-        graph.Layers.Zip(graph.Linears, (l, module) => new QuantizableLayer(l.Name, l.Block, LayerRole.Language, module)).ToList();
+        graph.Layers.Zip(graph.Linears, (l, module) => new QuantizableLayer(l.Name, l.Block, Text != null ? LayerRole.Language : LayerRole.Vision, module)).ToList();
 
-    /// <summary>Row i's text and its partner become sequences 2i and 2i+1, labelled with each other's index (<see cref="ContrastivePairs"/>).</summary>
-    public ModelBatch Encode(IReadOnlyList<ModelRow> rows) => ContrastivePairs.Encode(rows, nameof(OnnxModel), Tokenize, Device);
+    /// <summary>
+    /// Text: row i's text and its partner become sequences 2i and 2i+1, labelled with each other's index
+    /// (<see cref="ContrastivePairs"/>). Images: row i's image and its mirror image, likewise (<see cref="OnnxImages"/>).
+    /// </summary>
+    public ModelBatch Encode(IReadOnlyList<ModelRow> rows) =>
+        Image is { } image ? OnnxImages.Encode(rows, image, Device) : ContrastivePairs.Encode(rows, nameof(OnnxModel), Tokenize, Device);
 
     /// <summary>In-batch contrastive logits [N, 1, N] (<see cref="ContrastivePairs.Logits"/>).</summary>
     public Tensor Logits(ModelBatch batch)
     {
         using var scope = NewDisposeScope();
+        if (Image != null)
+        {
+            var pixels = (batch as ImageBatch ?? throw new ArgumentException($"An image model's batch comes from its own {nameof(Encode)}.", nameof(batch))).Pixels;
+            return ContrastivePairs.Logits(nn.functional.normalize(EmbedPixels(pixels), p: 2, dim: 1)).MoveToOuterDisposeScope();
+        }
         var e = Embed(batch.Tokens, batch.Valid);
         // Cosines are what the objective compares; a head that does not normalize is normalized here.
-        return ContrastivePairs.Logits(Text.Normalize ? e : nn.functional.normalize(e, p: 2, dim: 1)).MoveToOuterDisposeScope();
+        return ContrastivePairs.Logits(TextOptions.Normalize ? e : nn.functional.normalize(e, p: 2, dim: 1)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Why an image model cannot calibrate on <paramref name="row"/> (no image, or bytes that are no image), or null.</summary>
+    public string? RowProblem(ModelRow row)
+    {
+        if (Image is not { } o) return null;
+        if (row.Image is not { Length: > 0 }) return "it has no image";
+        if (row.Image.Length == o.Height!.Value * o.Width!.Value * 3) return null;
+        using var codec = SkiaSharp.SKCodec.Create(new MemoryStream(row.Image));
+        return codec is null ? $"its {row.Image.Length} bytes are neither an image file nor {o.Height}×{o.Width}×3 raw RGB bytes" : null;
     }
 
     /// <summary>
@@ -186,5 +312,5 @@ public sealed class OnnxModel : nn.Module, IQuantizableModel
     IQuantizableModel IQuantizableModel.Clone() => Clone();
 
     /// <summary>A copy with the same graph, options and parameter values, on the same device.</summary>
-    public OnnxModel Clone() => ModuleCopy.From(new OnnxModel(graph.Graph, Text, graph.Layers), this, Device);
+    public OnnxModel Clone() => ModuleCopy.From(new OnnxModel(graph.Graph, Text, Image, graph.Layers), this, Device);
 }

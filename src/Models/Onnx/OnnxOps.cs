@@ -13,7 +13,7 @@ internal delegate Tensor OnnxKernel(Tensor?[] inputs);
 /// input form its opset uses, and returns the kernel. Whatever a kernel would not compute as the spec says — an
 /// unknown operator, attribute or attribute value, a type TorchSharp lacks — is refused here, not mid-calibration.
 /// </summary>
-internal static class OnnxOps
+internal static partial class OnnxOps
 {
     /// <summary>The opsets of the default domain whose forms of the operators below are implemented.</summary>
     public const int MinOpset = 8, MaxOpset = 21;
@@ -62,12 +62,13 @@ internal static class OnnxOps
     };
 
     /// <summary>Every operator of the default domain that loads, <c>Constant</c> included (a weight, <see cref="Constant"/>).</summary>
-    public static IReadOnlyList<string> Supported { get; } = Ops.Keys.Append("Constant").Order(StringComparer.Ordinal).ToList();
+    public static IReadOnlyList<string> Supported =>
+        Ops.Keys.Concat(ConvNetOps.Keys).Append("Constant").Order(StringComparer.Ordinal).ToList();
 
     /// <summary>The kernel of <paramref name="node"/>, or the error that says why it cannot run.</summary>
     public static OnnxKernel Compile(OnnxNode node)
     {
-        if (!Ops.TryGetValue(node.OpType, out var op))
+        if (!Ops.TryGetValue(node.OpType, out var op) && !ConvNetOps.TryGetValue(node.OpType, out op))
             throw new NotSupportedException($"{node.Unsupported($"operator {node.OpType}").Message} Supported: {string.Join(", ", Supported)}.");
         if (node.Opset < op.Since) throw node.Invalid($"{node.OpType} does not exist before opset {op.Since}");
         var kernel = op.Compile(node);

@@ -181,7 +181,7 @@ public sealed class OnnxOpsTests
         AssertMatchesOnnxRuntime(bytes, ("x", Random(2, 5, 8)), ("rows", Random(3, 8)), ("columns", Random(8, 3)));
     }
 
-    private static Tensor Random(params long[] shape)
+    internal static Tensor Random(params long[] shape)
     {
         using var generator = new Generator(seed: 7);
         return randn(shape, generator: generator);
@@ -191,7 +191,7 @@ public sealed class OnnxOpsTests
     /// Every output of <paramref name="model"/> from ONNX Runtime and from <see cref="OnnxExecutor"/>, run with every
     /// possible Linear and with none: same shapes, values within 1e-5.
     /// </summary>
-    private static void AssertMatchesOnnxRuntime(byte[] model, params (string Name, Tensor Value)[] inputs)
+    internal static void AssertMatchesOnnxRuntime(byte[] model, params (string Name, Tensor Value)[] inputs)
     {
         using var session = new InferenceSession(model);
         using var results = session.Run(inputs.Select(i => Ort(i.Name, i.Value)).ToList());
