@@ -26,7 +26,10 @@ public sealed class CalibrationCollector : IEstimator<CalibrationTransformer>
         public string? AnswerColumnName { get; set; } = Defaults.AnswerColumn;
         public int BatchSize { get; set; } = Defaults.CalibrationBatchSize;
         public CalibrationMode Mode { get; set; } = Defaults.Mode;
-        /// <summary>Which parts of the model to quantize.</summary>
+        /// <summary>
+        /// Which parts of the model to quantize. The default, the language model (algorithm.md §8.1), means the whole
+        /// model for one that has no language part (an image featurizer).
+        /// </summary>
         public LayerRole[] Roles { get; set; } = Defaults.Roles;
         /// <summary>Explicit layer names (overrides <see cref="Roles"/>); each must be one of the model's quantizable layers.</summary>
         public string[]? LayerNames { get; set; }
@@ -121,6 +124,7 @@ public sealed class CalibrationCollector : IEstimator<CalibrationTransformer>
             return all.Where(l => names.Contains(l.Name)).ToList();
         }
         var chosen = all.Where(l => _options.Roles.Contains(l.Role)).ToList();
+        if (chosen.Count == 0 && ReferenceEquals(_options.Roles, Defaults.Roles)) chosen = all.ToList();
         if (chosen.Count == 0)
             throw new ArgumentException($"The model has no quantizable layers with role(s) {string.Join(", ", _options.Roles)}.");
         return chosen;
