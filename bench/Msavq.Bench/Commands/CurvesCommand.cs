@@ -12,14 +12,15 @@ namespace Msavq.Bench.Commands;
 
 /// <summary>
 /// <c>msavq-bench curves</c>: quality against all-in bits per weight for RTN, GPTQ, GPTQ + allocator, GPTVQ and MSAVQ,
-/// over several calibration draws, with 95 % bootstrap intervals over evaluation items, on ShapesVlm or MiniLM; and,
+/// over several calibration draws, with 95 % bootstrap intervals over evaluation items, on ShapesVlm, MiniLM or the
+/// ResNet18 featurizer; and,
 /// with <c>--tune</c> on the validation split, each method's small tuning, whose winners the test-split curves use.
 /// </summary>
 public sealed class CurvesCommand(IAnsiConsole console) : Command<CurvesCommand.Settings>
 {
     public sealed class Settings : CommandSettings
     {
-        [CommandOption("--model <MODEL>"), Description("shapes-vlm or minilm."), DefaultValue("shapes-vlm")]
+        [CommandOption("--model <MODEL>"), Description("shapes-vlm, minilm or resnet18."), DefaultValue("shapes-vlm")]
         public string Model { get; init; } = "shapes-vlm";
 
         [CommandOption("--split <SPLIT>"), Description("Evaluation split: test (the curves) or validation (tuning)."), DefaultValue(ShapesVqaSplit.Test)]
@@ -53,7 +54,10 @@ public sealed class CurvesCommand(IAnsiConsole console) : Command<CurvesCommand.
         [CommandOption("--sentences <N>"), Description("MiniLM: evaluation sentences (the split's half of the Brown evaluation set)."), DefaultValue(500)]
         public int Sentences { get; init; } = 500;
 
-        [CommandOption("--calibration <N>"), Description("Calibration rows per draw (ShapesVlm: questions; MiniLM: sentences, in pairs); default 128 / 800.")]
+        [CommandOption("--images <N>"), Description("ResNet18: evaluation images (the split's half of Fashion-MNIST's test set)."), DefaultValue(500)]
+        public int Images { get; init; } = 500;
+
+        [CommandOption("--calibration <N>"), Description("Calibration rows per draw (ShapesVlm: questions; MiniLM: sentences, in pairs; ResNet18: training images); default 128 / 800 / 128.")]
         public int? Calibration { get; init; }
 
         [CommandOption("--csv <PATH>"), Description("curves.csv; this model's rows are replaced, others kept ('none' to skip)."), DefaultValue("bench/results/curves.csv")]
@@ -76,7 +80,7 @@ public sealed class CurvesCommand(IAnsiConsole console) : Command<CurvesCommand.
 
         public override ValidationResult Validate()
         {
-            if (Model is not ("shapes-vlm" or "minilm")) return ValidationResult.Error("--model must be shapes-vlm or minilm");
+            if (Model is not ("shapes-vlm" or "minilm" or "resnet18")) return ValidationResult.Error("--model must be shapes-vlm, minilm or resnet18");
             if (Seeds < 1) return ValidationResult.Error("--seeds must be >= 1");
             if (Tune && Split != ShapesVqaSplit.Validation) return ValidationResult.Error("--tune runs on the validation split (--split validation)");
             if (Split == ShapesVqaSplit.Train) return ValidationResult.Error("--split train would evaluate on calibration data");
@@ -98,7 +102,8 @@ public sealed class CurvesCommand(IAnsiConsole console) : Command<CurvesCommand.
             $"dotnet run --project bench/Msavq.Bench -c Release -- curves --model {Model} --split {Split.ToString().ToLowerInvariant()} --seeds {Seeds} " +
             $"--methods {Methods} --budgets {Budgets}" + (Configs is null ? "" : $" --configs \"{Configs}\"") +
             (Tune ? $" --tune --tune-budgets {TuneBudgets}" + (TuneMetric is null ? "" : $" --tune-metric {TuneMetric}") : "") +
-            (Model == "minilm" ? $" --sentences {Sentences}" : $" --questions {Questions}") + (Calibration is { } c ? $" --calibration {c}" : "");
+            (Model switch { "minilm" => $" --sentences {Sentences}", "resnet18" => $" --images {Images}", _ => $" --questions {Questions}" }) +
+            (Calibration is { } c ? $" --calibration {c}" : "");
     }
 
     /// <summary>
@@ -110,7 +115,7 @@ public sealed class CurvesCommand(IAnsiConsole console) : Command<CurvesCommand.
         QuantizationMethod.Rtn => new[] { "" },
         QuantizationMethod.Gptq or QuantizationMethod.GptqMixed => new[] { "actorder=1", "actorder=0" },
         QuantizationMethod.Gptvq => new[] { "d=2,cols=32", "d=2,cols=256", "d=4,cols=256" },
-        _ when model == "minilm" => new[] { "ft=0", "ft=0,forward=1", "ft=100" },
+        _ when model is "minilm" or "resnet18" => new[] { "ft=0", "ft=0,forward=1", "ft=100" },
         _ => new[] { "ft=0", "", "cols=64,rowscales=1" },
     };
 
@@ -120,9 +125,12 @@ public sealed class CurvesCommand(IAnsiConsole console) : Command<CurvesCommand.
         foreach (var path in new[] { s.Csv, s.Results, s.Tuning }.Where(p => p != "none")) AtomicFile.EnsureWritable(path);
         var ml = new MLContext(seed: 0);
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        using ICurveModel model = s.Model == "minilm"
-            ? new MiniLmCurveModel(s.Split == ShapesVqaSplit.Validation, s.Sentences, s.Calibration ?? 800)
-            : new ShapesCurveModel(s.Split, s.Questions, s.Calibration ?? 128);
+        using ICurveModel model = s.Model switch
+        {
+            "minilm" => new MiniLmCurveModel(s.Split == ShapesVqaSplit.Validation, s.Sentences, s.Calibration ?? 800),
+            "resnet18" => new ResNet18CurveModel(s.Split == ShapesVqaSplit.Validation, s.Images, s.Calibration ?? 128),
+            _ => new ShapesCurveModel(s.Split, s.Questions, s.Calibration ?? 128),
+        };
         var plan = Plan(s, model);
         var runner = new CurveRunner(ml, model, msg => console.MarkupLine($"[grey]{Markup.Escape(msg)}[/]"));
         // Plain lines (no wrapping at the console's width), one per run, so a log is easy to grep.
@@ -292,6 +300,7 @@ public sealed class CurvesCommand(IAnsiConsole console) : Command<CurvesCommand.
                       "values are means over the evaluation items of the seed-averaged per-item metric, with 95 % bootstrap intervals over items. " +
                       "Each method runs its configuration tuned on the validation split (bench/results/tuning.csv). " +
                       "Data: bench/results/curves.csv; plots: " + string.Join(", ", model.Metrics.Select(m => $"bench/results/curves/{model.Key}-{Slug(m.Name)}.png")) + ".");
+        if (model.FullPrecision is { } fp) sb.AppendLine().AppendLine($"Reference, {fp}.");
         sb.AppendLine();
         var main = model.Metrics.Where(m => !m.Name.Contains('[')).ToList();
         sb.AppendLine("| method | configuration | budget | bits/weight | " + string.Join(" | ", main.Select(m => $"{m.Name} [95 % CI]")) + " |");

@@ -28,6 +28,8 @@ public interface ICurveModel : IDisposable
     /// <summary>Per metric, one value per evaluation item (NaN where an item does not count, e.g. another family).</summary>
     Dictionary<string, double[]> Evaluate(IQuantizableModel quantized);
     bool ScoreRows { get; }
+    /// <summary>What the full-precision model scores where that is not trivially perfect (printed with the curves), or null.</summary>
+    string? FullPrecision => null;
 }
 
 /// <summary>ShapesVlm on Shapes-VQA: KL(FP ‖ Q), answer NLL, agreement with FP, accuracy (overall and per family).</summary>
