@@ -20,10 +20,10 @@ internal static class OnnxImages
         using var decoded = SKBitmap.Decode(image)
             ?? throw new ArgumentException($"{what}: {image.Length} bytes are neither an image file SkiaSharp decodes nor {height}×{width}×3 raw RGB bytes.");
         var info = new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
-        using var sized = decoded.Width == width && decoded.Height == height && decoded.ColorType == SKColorType.Rgba8888
-            ? decoded.Copy() : decoded.Resize(info, new SKSamplingOptions(SKFilterMode.Linear, SKMipmapMode.None));
-        if (sized is null) throw new ArgumentException($"{what}: the image could not be resized to {width}×{height}.");
-        using var rgba = sized.ColorType == SKColorType.Rgba8888 ? sized.Copy() : sized.Copy(SKColorType.Rgba8888);
+        // At the model's size the pixels are taken as they are; otherwise resized bilinearly, as ML.NET's ResizeImages does.
+        using var rgba = decoded.Width == width && decoded.Height == height
+            ? decoded.Copy(SKColorType.Rgba8888) : decoded.Resize(info, new SKSamplingOptions(SKFilterMode.Linear, SKMipmapMode.None));
+        if (rgba is null) throw new ArgumentException($"{what}: the image could not be converted to {width}×{height} RGBA.");
         var bytes = rgba.GetPixelSpan();
         var rgb = new byte[height * width * 3];
         int stride = rgba.RowBytes;
