@@ -40,7 +40,9 @@ public static class Program
                 .WithExample("eval", "--questions", "2000");
             c.AddCommand<QuantizeCommand>("quantize")
                 .WithDescription("Quantize the model (default: the shipped ShapesVlm), print a before/after table, save the pipeline.")
-                .WithExample("quantize", "--method", "msavq", "--budget", "2.25", "--out", "runs/shapes-vlm.zip");
+                .WithExample("quantize", "--method", "msavq", "--budget", "2.25", "--out", "runs/shapes-vlm.zip")
+                .WithExample("quantize", "--onnx", "resnet18.onnx", "--data", "images/", "--channels", "bgr", "--mean", "103.06,115.90,123.15",
+                             "--method", "gptq", "--budget", "4.25", "--out", "runs/resnet18-q.onnx");
             c.AddCommand<PredictCommand>("predict")
                 .WithDescription("Answer test questions with a saved pipeline (from 'msavq quantize') or a .msavq file and its base model.")
                 .WithExample("predict", "--pipeline", "runs/shapes-vlm.zip", "--questions", "10");

@@ -18,7 +18,7 @@ public abstract class QuantizationSettings : CommandSettings
     [CommandOption("--vector-dim <D>"), Description("d for the VQ methods (1, 2, 4 or 8)."), DefaultValue(Defaults.VectorDimension)]
     public int VectorDimension { get; init; } = Defaults.VectorDimension;
 
-    [CommandOption("--calibration <N>"), Description("Calibration rows from the train split."), DefaultValue(128)]
+    [CommandOption("--calibration <N>"), Description("Calibration rows: from the train split (ShapesVlm), or the first N items of --data (--onnx)."), DefaultValue(128)]
     public int Calibration { get; init; } = 128;
 
     [CommandOption("--threads <N>"), Description("Torch intra-op threads (default: every core).")]

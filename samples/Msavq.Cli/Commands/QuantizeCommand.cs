@@ -42,8 +42,43 @@ public sealed class QuantizeCommand(IAnsiConsole console) : Command<QuantizeComm
         [CommandOption("--seed <N>"), Description("k-means seed."), DefaultValue(Defaults.Seed)]
         public int Seed { get; init; } = Defaults.Seed;
 
+        [CommandOption("--onnx <MODEL>"), Description("Quantize this ONNX model instead (an image featurizer or a sentence encoder); needs --data and --out OUT.onnx.")]
+        public string? Onnx { get; init; }
+
+        [CommandOption("--data <PATH>"), Description("--onnx: a folder of images, or a text file of lines (with --vocab); the first --calibration items calibrate, the next 64 are held out.")]
+        public string? Data { get; init; }
+
+        [CommandOption("--format <FORMAT>"), Description("--onnx: dequantized (float32 weights; ML.NET's ApplyOnnxModel runs it) or matmulnbits (scalar layers packed, ONNX Runtime only)."),
+         DefaultValue("dequantized")]
+        public string Format { get; init; } = "dequantized";
+
+        [CommandOption("--vocab <TXT>"), Description("--onnx with text: the model's WordPiece vocabulary (vocab.txt).")]
+        public string? Vocab { get; init; }
+
+        [CommandOption("--layers <REGEX>"), Description("--onnx: quantize only layers whose graph name matches.")]
+        public string? Layers { get; init; }
+
+        [CommandOption("--min-weights <N>"), Description("--onnx: leave layers with fewer weights in float."), DefaultValue(0L)]
+        public long MinWeights { get; init; }
+
+        [CommandOption("--channels <ORDER>"), Description("--onnx with images: the graph's channel order, rgb or bgr."), DefaultValue("rgb")]
+        public string Channels { get; init; } = "rgb";
+
+        [CommandOption("--scale <X>"), Description("--onnx with images: factor on 0–255 pixels (e.g. 0.003921569 for [0, 1])."), DefaultValue(1f)]
+        public float Scale { get; init; } = 1f;
+
+        [CommandOption("--mean <A,B,C>"), Description("--onnx with images: per-channel value subtracted after scaling, in --channels order."), DefaultValue("0,0,0")]
+        public string Mean { get; init; } = "0,0,0";
+
+        [CommandOption("--std <A,B,C>"), Description("--onnx with images: per-channel divisor after the mean."), DefaultValue("1,1,1")]
+        public string Std { get; init; } = "1,1,1";
+
         public override ValidationResult Validate() =>
-            Questions < 1 ? ValidationResult.Error("--questions must be >= 1") : base.Validate();
+            Questions < 1 ? ValidationResult.Error("--questions must be >= 1")
+            : Onnx is null && Data is not null ? ValidationResult.Error("--data is read only with --onnx")
+            : Channels.ToLowerInvariant() is not ("rgb" or "bgr") ? ValidationResult.Error("--channels must be rgb or bgr")
+            : MinWeights < 0 ? ValidationResult.Error("--min-weights cannot be negative")
+            : base.Validate();
     }
 
     /// <summary>Where the main job writes its pipeline; 'msavq predict' reads it by default.</summary>
@@ -51,6 +86,7 @@ public sealed class QuantizeCommand(IAnsiConsole console) : Command<QuantizeComm
 
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellation)
     {
+        if (s.Onnx is not null) return OnnxQuantizeJob.Run(console, s, cancellation);
         // Every output is checked before minutes of work, not after.
         if (s.Out != "none") AtomicFile.EnsureWritable(s.Out, "--out");
         if (s.LayersOut is not null) AtomicFile.EnsureWritable(s.LayersOut, "--layers-out");

@@ -12,7 +12,7 @@ namespace Msavq.MLNet.Tests.Models;
 public sealed class OnnxImageModelTests
 {
     /// <summary>A conv (3→4, 3×3, stride 2) + ReLU + global average pool on [N, 3, 8, 6] images; a second output when asked.</summary>
-    private static byte[] TinyConvNet(bool twoOutputs = false, bool symbolicSize = false, string input = "pixels")
+    internal static byte[] TinyConvNet(bool twoOutputs = false, bool symbolicSize = false, string input = "pixels")
     {
         var g = new G(13);
         var x = symbolicSize ? g.Input(input, DataType.Float, -1, 3, -1, -1) : g.Input(input, DataType.Float, -1, 3, 8, 6);
