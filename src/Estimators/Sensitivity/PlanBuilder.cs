@@ -162,5 +162,5 @@ internal static class PlanBuilder
 
     internal static ArgumentException Impossible(SensitivityEstimator.Options o, double minimum, string what) => new(
         $"No {o.Method} configuration meets {o.TargetBitsPerWeight:0.###} bits/weight all-in: the cheapest ({what}) " +
-        $"costs {minimum:0.###} bits/weight.", nameof(o));
+        $"costs {minimum:0.###} bits/weight.", nameof(o.TargetBitsPerWeight));
 }
