@@ -64,7 +64,7 @@ public sealed class QuantizeCommand(IAnsiConsole console) : Command<QuantizeComm
         [CommandOption("--channels <ORDER>"), Description("--onnx with images: the graph's channel order, rgb or bgr."), DefaultValue("rgb")]
         public string Channels { get; init; } = "rgb";
 
-        [CommandOption("--scale <X>"), Description("--onnx with images: factor on 0–255 pixels (e.g. 0.003921569 for [0, 1])."), DefaultValue(1f)]
+        [CommandOption("--scale <X>"), Description("--onnx with images: factor on 0–255 pixels (e.g. 0.003921569 for values from 0 to 1)."), DefaultValue(1f)]
         public float Scale { get; init; } = 1f;
 
         [CommandOption("--mean <A,B,C>"), Description("--onnx with images: per-channel value subtracted after scaling, in --channels order."), DefaultValue("0,0,0")]
