@@ -16,6 +16,16 @@ public static class Defaults
     /// <summary>The language model's linears (algorithm.md §8.1); vision tower and projector stay full precision.</summary>
     public static readonly LayerRole[] Roles = { LayerRole.Language };
 
+    /// <summary>
+    /// The layers <see cref="Roles"/> selects: the language model's, or every layer of a model that has no language
+    /// part (an image featurizer), which has nothing else to quantize.
+    /// </summary>
+    public static IReadOnlyList<QuantizableLayer> Layers(IQuantizableModel model)
+    {
+        var language = model.QuantizableLayers.Where(l => Roles.Contains(l.Role)).ToList();
+        return language.Count > 0 ? language : model.QuantizableLayers;
+    }
+
     /// <summary>All-in average bits per weight over the quantized layers.</summary>
     public const double TargetBitsPerWeight = 2.25;
     public const QuantizationMethod Method = QuantizationMethod.Msavq;

@@ -100,10 +100,7 @@ public sealed class CurveRunner(MLContext ml, ICurveModel model, Action<string>?
     /// </summary>
     public static double[] ScalarGrid(IQuantizableModel model, double from, double to)
     {
-        // The layers calibration takes by default: the language model's, or all of a model without one (an image featurizer).
-        var layers = model.QuantizableLayers.Where(l => Defaults.Roles.Contains(l.Role)).ToList();
-        if (layers.Count == 0) layers = model.QuantizableLayers.ToList();
-        var shapes = layers.Select(l => (M: l.Module.out_features, N: l.Module.in_features)).ToList();
+        var shapes = Defaults.Layers(model).Select(l => (M: l.Module.out_features, N: l.Module.in_features)).ToList();
         double weights = shapes.Sum(s => (double)s.M * s.N);
         return new[] { 2, 3, 4 }.SelectMany(bits => new[] { 32, 64, 128, 256, -1 }.Select(g =>
                 shapes.Sum(s => BitCost.Scalar(s.M, s.N, bits, g <= 0 || g >= s.N ? 1 : (s.N + g - 1) / g, false).TotalBits) / weights))

@@ -5,7 +5,6 @@ using Msavq.MLNet;
 using Msavq.MLNet.Calibration;
 using Msavq.MLNet.Models;
 using Msavq.MLNet.Models.Onnx;
-using Msavq.MLNet.Sensitivity;
 using Spectre.Console;
 using static TorchSharp.torch;
 
@@ -91,27 +90,9 @@ internal static class OnnxQuantizeJob
         console.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
             .Start(ctx =>
             {
-                var calTask = ctx.AddTask("calibrate", maxValue: 1);
-                var quantTask = ctx.AddTask("quantize", maxValue: 1);
-                var progress = new ImmediateProgress<QuantizationProgress>(p =>
-                {
-                    cancellation.ThrowIfCancellationRequested();
-                    var task = p.Stage == "quantize" ? quantTask : calTask;
-                    task.MaxValue = p.Count;
-                    task.Value = p.Stage == "quantize" ? p.Index - 1 : p.Index;
-                    task.Description = p.Layer is null ? p.Stage : $"quantize {Markup.Escape(p.Layer)}";
-                });
-                collect.Progress = progress;
-                var chain = ml.Msavq().CollectCalibration(collect)
-                    .Append(ml.Msavq().EstimateSensitivity(new SensitivityEstimator.Options
-                    {
-                        TargetBitsPerWeight = s.Budget, Method = s.Method, VectorDimension = s.VectorDimension,
-                    }))
-                    .Append(ml.Msavq().QuantizeMixedPrecisionVq(new MixedPrecisionVqEstimator.Options { Seed = s.Seed, Progress = progress, ScoreRows = false }));
-                quantized = chain.Fit(calibration).LastTransformer;
-                calTask.Value = calTask.MaxValue;
-                quantTask.Value = quantTask.MaxValue;
-                quantTask.Description = "quantize";
+                var bars = new ChainProgress(ctx, cancellation);
+                quantized = bars.Chain(ml, collect, s, scoreRows: false).Fit(calibration).LastTransformer;
+                bars.Done();
             });
         cancellation.ThrowIfCancellationRequested();
 

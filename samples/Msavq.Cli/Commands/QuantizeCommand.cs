@@ -102,28 +102,11 @@ public sealed class QuantizeCommand(IAnsiConsole console) : Command<QuantizeComm
         console.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
             .Start(ctx =>
             {
-                var calTask = ctx.AddTask("calibrate", maxValue: 1);
-                var quantTask = ctx.AddTask("quantize", maxValue: 1);
-                var progress = new ImmediateProgress<QuantizationProgress>(p =>
-                {
-                    cancellation.ThrowIfCancellationRequested();
-                    var task = p.Stage == "quantize" ? quantTask : calTask;
-                    task.MaxValue = p.Count;
-                    task.Value = p.Stage == "quantize" ? p.Index - 1 : p.Index;
-                    task.Description = p.Layer is null ? p.Stage : $"quantize {Markup.Escape(p.Layer)}";
-                });
-                var chain = ml.Msavq().CollectCalibration(new CalibrationCollector.Options { Model = model, Mode = s.Mode, Progress = progress })
-                    .Append(ml.Msavq().EstimateSensitivity(new SensitivityEstimator.Options
-                    {
-                        TargetBitsPerWeight = s.Budget, Method = s.Method, VectorDimension = s.VectorDimension,
-                    }))
-                    .Append(ml.Msavq().QuantizeMixedPrecisionVq(new MixedPrecisionVqEstimator.Options { Seed = s.Seed, Progress = progress }));
-                var chainFit = chain.Fit(calib);
+                var bars = new ChainProgress(ctx, cancellation);
+                var chainFit = bars.Chain(ml, new CalibrationCollector.Options { Model = model, Mode = s.Mode }, s, scoreRows: true).Fit(calib);
                 fitted = chainFit;
                 quantized = chainFit.LastTransformer;
-                calTask.Value = calTask.MaxValue;
-                quantTask.Value = quantTask.MaxValue;
-                quantTask.Description = "quantize";
+                bars.Done();
                 var evalTask = ctx.AddTask("evaluate", maxValue: 2 * test.Count);
                 before = VqaEvaluator.Evaluate(model, test, progress: new ImmediateProgress<int>(n => evalTask.Value = n));
                 after = VqaEvaluator.Evaluate((IVqaModel)quantized.Model, test, progress: new ImmediateProgress<int>(n => evalTask.Value = test.Count + n));

@@ -123,8 +123,8 @@ public sealed class CalibrationCollector : IEstimator<CalibrationTransformer>
                 throw new ArgumentException($"The model has no quantizable layer named {string.Join(", ", unknown.Select(u => $"'{u}'"))}.");
             return all.Where(l => names.Contains(l.Name)).ToList();
         }
-        var chosen = all.Where(l => _options.Roles.Contains(l.Role)).ToList();
-        if (chosen.Count == 0 && ReferenceEquals(_options.Roles, Defaults.Roles)) chosen = all.ToList();
+        var chosen = ReferenceEquals(_options.Roles, Defaults.Roles) ? Defaults.Layers(_options.Model).ToList()
+            : all.Where(l => _options.Roles.Contains(l.Role)).ToList();
         if (chosen.Count == 0)
             throw new ArgumentException($"The model has no quantizable layers with role(s) {string.Join(", ", _options.Roles)}.");
         return chosen;

@@ -150,9 +150,14 @@ public sealed class LutKernelTests
         var y = new float[packed.Rows];
         var o = new LutKernelOptions { Threads = 2 };
         for (int i = 0; i < 20; i++) LutKernel.Multiply(packed, x, 1, y, o);
-        long before = GC.GetTotalAllocatedBytes(precise: true);
-        for (int i = 0; i < 200; i++) LutKernel.Multiply(packed, x, 1, y, o);
-        double perCall = (GC.GetTotalAllocatedBytes(precise: true) - before) / 200.0;
+        // The counter is process-wide: whatever else runs meanwhile only adds, so the least of five rounds is the kernel's.
+        double perCall = double.MaxValue;
+        for (int round = 0; round < 5; round++)
+        {
+            long before = GC.GetTotalAllocatedBytes(precise: true);
+            for (int i = 0; i < 200; i++) LutKernel.Multiply(packed, x, 1, y, o);
+            perCall = Math.Min(perCall, (GC.GetTotalAllocatedBytes(precise: true) - before) / 200.0);
+        }
         Assert.IsLessThan(2048.0, perCall, $"{perCall:F0} bytes per call");
     }
 
