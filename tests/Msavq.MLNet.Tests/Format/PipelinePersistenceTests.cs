@@ -42,8 +42,11 @@ public sealed class PipelinePersistenceTests
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "msavq.dll"));
         foreach (var a in new[] { "predict", "--pipeline", path, "--questions", Questions.ToString() }) psi.ArgumentList.Add(a);
         using var child = System.Diagnostics.Process.Start(psi)!;
+        // Both streams drain at once: libtorch may warn on stderr at every convolution (NNPACK on a CPU it does not
+        // know), and a full stderr pipe would block the child while we wait for its stdout.
+        var stderrTask = child.StandardError.ReadToEndAsync();
         string stdout = child.StandardOutput.ReadToEnd();
-        string stderr = child.StandardError.ReadToEnd();
+        string stderr = stderrTask.GetAwaiter().GetResult();
         child.WaitForExit();
         Assert.AreEqual(0, child.ExitCode, stdout + stderr);
         var lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => l.Contains('\t')).Select(l => l.Split('\t')).ToList();
