@@ -56,6 +56,9 @@ public sealed class OnnxGraph
     public IReadOnlyList<OnnxLinearCandidate> Linears { get; }
 
     internal IReadOnlyList<OnnxStep> Steps { get; }
+
+    /// <summary>The operator of the node that computes <paramref name="value"/>, or null for a graph input or a constant.</summary>
+    public string? OperatorOf(string value) => Steps.FirstOrDefault(s => s.Node.Proto.Output.Contains(value))?.Node.OpType;
     /// <summary>The model as read, for writing it back with other weights (<see cref="OnnxExport"/>); never changed.</summary>
     internal ModelProto Proto { get; }
     internal IReadOnlyDictionary<string, OnnxConstant> Constants { get; }

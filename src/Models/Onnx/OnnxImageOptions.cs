@@ -4,6 +4,25 @@ namespace Msavq.MLNet.Models.Onnx;
 public enum ImageChannelOrder { Rgb, Bgr }
 
 /// <summary>
+/// What an image model's output value is, which decides the calibration objective (<see cref="OnnxModel.Encode"/>).
+/// </summary>
+public enum OnnxOutputKind
+{
+    /// <summary><see cref="Probabilities"/> when a Softmax node makes the value, <see cref="Logits"/> when a LogSoftmax does, else <see cref="Embedding"/>.</summary>
+    Auto,
+    /// <summary>A feature vector per image: the in-batch contrastive objective between each image and its mirror image.</summary>
+    Embedding,
+    /// <summary>
+    /// Unnormalized class scores (or log-probabilities) along the last axis, one distribution per image or per position
+    /// (e.g. a CTC head's [N, T, classes]): the cross-entropy against the model's own greedy predictions, with the
+    /// curvature from labels sampled from its distributions (true Fisher).
+    /// </summary>
+    Logits,
+    /// <summary>As <see cref="Logits"/>, for a value that is already a probability distribution along its last axis (after a Softmax).</summary>
+    Probabilities,
+}
+
+/// <summary>
 /// How an <see cref="OnnxModel"/> reads images: which graph input takes them and which value is the feature vector
 /// (by default the graph's only input and only output), the size (by default the input's declared height and width),
 /// and how 8-bit pixels p become the graph's values: (p · <see cref="Scale"/> − <see cref="Mean"/>[c]) /
@@ -35,4 +54,7 @@ public sealed record OnnxImageOptions
 
     /// <summary>Per-channel divisor after the mean, in <see cref="ChannelOrder"/> (ones by default).</summary>
     public float[] Std { get; init; } = [1f, 1f, 1f];
+
+    /// <summary>What the output value is; <see cref="OnnxOutputKind.Auto"/> (the default) reads it off the node that makes it, and loading resolves it.</summary>
+    public OnnxOutputKind Output { get; init; } = OnnxOutputKind.Auto;
 }

@@ -5,9 +5,11 @@ using static TorchSharp.torch;
 namespace Msavq.MLNet.Models.Onnx;
 
 /// <summary>
-/// Images into a graph's input tensor (<see cref="OnnxImageOptions"/>), and the calibration batch of an image
-/// featurizer: each row's image and its mirror image are a positive pair of the in-batch contrastive objective, the
-/// label-free objective of self-supervised featurizers (a view of an image should find its other view).
+/// Images into a graph's input tensor (<see cref="OnnxImageOptions"/>), and the calibration batches of image models:
+/// for a featurizer, each row's image and its mirror image are a positive pair of the in-batch contrastive objective,
+/// the label-free objective of self-supervised featurizers (a view of an image should find its other view); for a
+/// model that outputs class scores (a classifier, a CTC recognizer), each image labelled with the model's own
+/// predictions.
 /// </summary>
 internal static class OnnxImages
 {
@@ -88,6 +90,32 @@ internal static class OnnxImages
         };
     }
 
+    /// <summary>
+    /// The batch of <paramref name="rows"/> for a model whose output is class scores: each image once, labelled at every
+    /// position with the greedy class of <paramref name="logProbabilities"/> ([N, P, classes]) as the model is now —
+    /// the full-precision model when calibration collects (one-shot). No ground truth is needed: the true-label loss is
+    /// the model's agreement with its own predictions, and the sampled-label loss (StatisticsCollector) its Fisher.
+    /// </summary>
+    public static ImageBatch EncodePredicted(IReadOnlyList<ModelRow> rows, OnnxImageOptions o, Device device, Func<Tensor, Tensor> logProbabilities)
+    {
+        if (rows.Count == 0) throw new ArgumentException("Cannot encode an empty batch.", nameof(rows));
+        var images = rows.Select((r, i) => Rgb(r.Image, o.Height!.Value, o.Width!.Value, $"Row {i}")).ToList();
+        using var scope = NewDisposeScope();
+        using var image = ((int)TokenModality.Image).ToScalar();
+        var pixels = ToTensor(images, o, device);
+        Tensor labels;
+        using (no_grad()) labels = logProbabilities(pixels).argmax(-1);
+        var shape = labels.shape;
+        return new ImageBatch
+        {
+            Pixels = pixels.MoveToOuterDisposeScope(),
+            Tokens = zeros(new long[] { shape[0], 1 }, ScalarType.Int64, device).MoveToOuterDisposeScope(),
+            Labels = labels.MoveToOuterDisposeScope(),
+            Modality = full(shape, image, ScalarType.Byte, device).MoveToOuterDisposeScope(),
+            Valid = ones(shape, ScalarType.Float32, device).MoveToOuterDisposeScope(),
+        };
+    }
+
     private static byte[] Mirror(byte[] rgb, int height, int width)
     {
         var m = new byte[rgb.Length];
@@ -98,7 +126,7 @@ internal static class OnnxImages
     }
 }
 
-/// <summary>A calibration batch of images: <see cref="Pixels"/> [N, 3, H, W]; one position per image.</summary>
+/// <summary>A calibration batch of images: <see cref="Pixels"/> [N, 3, H, W]; one position per image, or per output position of class scores.</summary>
 public sealed class ImageBatch : ModelBatch
 {
     public required Tensor Pixels { get; init; }

@@ -11,7 +11,8 @@ namespace Msavq.MLNet.Models.Onnx;
 /// text (<see cref="OnnxTextOptions"/>): a sentence encoder, calibrated like <c>MiniLmEncoder</c> on the in-batch
 /// contrastive objective between each row's text and its partner (<see cref="ContrastivePairs"/>); or images
 /// (<see cref="OnnxImageOptions"/>): an image featurizer, calibrated on the in-batch contrastive objective between each
-/// image and its mirror image (<see cref="OnnxImages"/>). Loading checks everything a calibration would trip on —
+/// image and its mirror image, or a model whose output is class scores (a classifier, a CTC text recognizer),
+/// calibrated on its own predictions with sampled labels for the curvature (<see cref="OnnxOutputKind"/>). Loading checks everything a calibration would trip on —
 /// operators, attributes, inputs, the chosen layers — and runs the graph once on a small input, so errors come before
 /// any work.
 /// </summary>
@@ -112,6 +113,11 @@ public sealed class OnnxModel : nn.Module, IQuantizableModel
                 : throw new ArgumentException($"{onnx.Source}: input '{input.Name}' declares no fixed {what.ToLowerInvariant()}: set {nameof(OnnxImageOptions)}.{what}."));
         var resolved = image with
         {
+            Output = image.Output != OnnxOutputKind.Auto ? image.Output
+                : onnx.OperatorOf(image.OutputName!) switch
+                {
+                    "Softmax" => OnnxOutputKind.Probabilities, "LogSoftmax" => OnnxOutputKind.Logits, _ => OnnxOutputKind.Embedding,
+                },
             InputName = input.Name,
             Height = Size(image.Height, dims?[2], nameof(OnnxImageOptions.Height)),
             Width = Size(image.Width, dims?[3], nameof(OnnxImageOptions.Width)),
@@ -133,7 +139,7 @@ public sealed class OnnxModel : nn.Module, IQuantizableModel
             using var scope = NewDisposeScope();
             using var _ = no_grad();
             var o = Image!;
-            var vectors = EmbedImages(new[] { new byte[o.Height!.Value * o.Width!.Value * 3] });
+            EmbedImages(new[] { new byte[o.Height!.Value * o.Width!.Value * 3] });
             foreach (var l in QuantizableLayers)
                 if (!ran.Contains(l.Name)) throw new InvalidOperationException($"{graph.Graph.Source}: layer '{l.Name}' did not run.");
         }
@@ -151,19 +157,53 @@ public sealed class OnnxModel : nn.Module, IQuantizableModel
     public Tensor EmbedImages(IReadOnlyList<byte[]> images)
     {
         using var scope = NewDisposeScope();
+        return EmbedPixels(Pixels(images)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Graph-ready pixels [N, 3, H, W] of <paramref name="images"/> (encoded files, resized, or raw RGB bytes of the
+    /// model's size), scaled and normalized as <see cref="Image"/> says, on <see cref="Device"/>.
+    /// </summary>
+    public Tensor Pixels(IReadOnlyList<byte[]> images)
+    {
         var o = ImageOptions;
         var rgb = images.Select((img, i) => OnnxImages.Rgb(img, o.Height!.Value, o.Width!.Value, $"Image {i}")).ToList();
-        return EmbedPixels(OnnxImages.ToTensor(rgb, o, Device)).MoveToOuterDisposeScope();
+        return OnnxImages.ToTensor(rgb, o, Device);
     }
 
     /// <summary>Feature vectors [N, features] of graph-ready pixels [N, 3, H, W].</summary>
     public Tensor EmbedPixels(Tensor pixels)
     {
         using var scope = NewDisposeScope();
-        var o = ImageOptions;
-        var outputs = graph.Run(new Dictionary<string, Tensor> { [o.InputName!] = pixels });
-        var y = outputs[o.OutputName!];
+        var y = Output(pixels);
         return y.reshape(y.shape[0], -1).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The output value for graph-ready pixels [N, 3, H, W], shaped as the graph makes it (e.g. a CTC head's [N, T, classes]).</summary>
+    public Tensor Output(Tensor pixels)
+    {
+        using var scope = NewDisposeScope();
+        var o = ImageOptions;
+        return graph.Run(new Dictionary<string, Tensor> { [o.InputName!] = pixels })[o.OutputName!].MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Log-probabilities [N, P, classes] for pixels [N, 3, H, W] of a model whose output is
+    /// <see cref="OnnxOutputKind.Logits"/> or <see cref="OnnxOutputKind.Probabilities"/>: one distribution per image
+    /// (P = 1) or per position of the output's middle axes.
+    /// </summary>
+    public Tensor LogProbabilities(Tensor pixels)
+    {
+        using var scope = NewDisposeScope();
+        var kind = ImageOptions.Output;
+        if (kind is not (OnnxOutputKind.Logits or OnnxOutputKind.Probabilities))
+            throw new InvalidOperationException($"{graph.Graph.Source}: the output '{ImageOptions.OutputName}' is {kind}, not class scores.");
+        var y = Output(pixels);
+        if (y.dim() < 2) throw new InvalidOperationException($"{graph.Graph.Source}: the output '{ImageOptions.OutputName}' is {y.dim()}-D; class scores are [N, …, classes].");
+        y = y.reshape(y.shape[0], -1, y.shape[^1]);
+        // A probability of exactly 0 would give −∞ (and NaN gradients): the floor is far below any decision.
+        using var floor = 1e-30.ToScalar();
+        return (kind == OnnxOutputKind.Probabilities ? y.clamp_min(floor).log() : nn.functional.log_softmax(y, -1)).MoveToOuterDisposeScope();
     }
 
     /// <summary>Every input the output needs is one the options feed, and every name the options give is a graph input.</summary>
@@ -250,18 +290,26 @@ public sealed class OnnxModel : nn.Module, IQuantizableModel
 
     /// <summary>
     /// Text: row i's text and its partner become sequences 2i and 2i+1, labelled with each other's index
-    /// (<see cref="ContrastivePairs"/>). Images: row i's image and its mirror image, likewise (<see cref="OnnxImages"/>).
+    /// (<see cref="ContrastivePairs"/>). Images with an <see cref="OnnxOutputKind.Embedding"/> output: row i's image and
+    /// its mirror image, likewise; with class scores: each image once, labelled at every position with the model's own
+    /// greedy prediction (<see cref="OnnxImages"/>).
     /// </summary>
     public ModelBatch Encode(IReadOnlyList<ModelRow> rows) =>
-        Image is { } image ? OnnxImages.Encode(rows, image, Device) : ContrastivePairs.Encode(rows, nameof(OnnxModel), Tokenize, Device);
+        Image is { } image
+            ? image.Output == OnnxOutputKind.Embedding ? OnnxImages.Encode(rows, image, Device) : OnnxImages.EncodePredicted(rows, image, Device, LogProbabilities)
+            : ContrastivePairs.Encode(rows, nameof(OnnxModel), Tokenize, Device);
 
-    /// <summary>In-batch contrastive logits [N, 1, N] (<see cref="ContrastivePairs.Logits"/>).</summary>
+    /// <summary>
+    /// In-batch contrastive logits [N, 1, N] (<see cref="ContrastivePairs.Logits"/>); for an image model whose output
+    /// is class scores, its log-probabilities [N, P, classes] (<see cref="LogProbabilities"/>).
+    /// </summary>
     public Tensor Logits(ModelBatch batch)
     {
         using var scope = NewDisposeScope();
         if (Image != null)
         {
             var pixels = (batch as ImageBatch ?? throw new ArgumentException($"An image model's batch comes from its own {nameof(Encode)}.", nameof(batch))).Pixels;
+            if (Image.Output != OnnxOutputKind.Embedding) return LogProbabilities(pixels).MoveToOuterDisposeScope();
             return ContrastivePairs.Logits(nn.functional.normalize(EmbedPixels(pixels), p: 2, dim: 1)).MoveToOuterDisposeScope();
         }
         var e = Embed(batch.Tokens, batch.Valid);

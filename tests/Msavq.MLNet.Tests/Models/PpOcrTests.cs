@@ -1,4 +1,9 @@
+using Microsoft.ML;
+using Microsoft.ML.Data;
 using Microsoft.ML.OnnxRuntime;
+using Msavq.MLNet.Calibration;
+using Msavq.MLNet.Models;
+using Msavq.MLNet.Sensitivity;
 using Microsoft.ML.OnnxRuntime.Tensors;
 using Msavq.MLNet.Models.Onnx;
 using SkiaSharp;
@@ -80,6 +85,76 @@ public sealed class PpOcrTests
             Console.WriteLine($"'{text}': ORT '{expected}', ours '{decoded}', max |Δp| = {worst:E2}");
             Assert.IsLessThanOrEqualTo(1e-4, worst);
             Assert.AreEqual(expected, decoded);
+        }
+    }
+
+    /// <summary>
+    /// The output is made by a Softmax: loading reads it as probabilities, and calibration labels each of the 40
+    /// positions with the model's own greedy class (no ground truth needed), the loss's log-probabilities being the
+    /// log of the output.
+    /// </summary>
+    [TestMethod]
+    public void ProbabilityOutput_IsRecognized_AndCalibrationLabelsArePredictions()
+    {
+        using var model = OnnxModel.Load(ModelPath, Options);
+        Assert.AreEqual(OnnxOutputKind.Probabilities, model.Image!.Output);
+        using var scope = NewDisposeScope();
+        using var batch = model.Encode(new[] { new ModelRow(Line("Hello world"), "", ""), new ModelRow(Line("Kingdom 1961"), "", "") });
+        using var _ = no_grad();
+        var output = model.Output(((ImageBatch)batch).Pixels);
+        CollectionAssert.AreEqual(new long[] { 2, 40, 6625 }, output.shape);
+        CollectionAssert.AreEqual(new long[] { 2, 40 }, batch.Labels.shape);
+        Assert.IsTrue(batch.Labels.eq(output.argmax(-1)).all().item<bool>());
+        var logits = model.Logits(batch);
+        Assert.IsLessThanOrEqualTo(1e-5, (logits.exp() - output).abs().max().item<float>());
+        Assert.AreEqual("Hello world", Decode(output[0], File.ReadAllLines(KeysPath)).Trim(), "the white margin reads as a trailing space");
+
+        var asEmbedding = Options with { Output = OnnxOutputKind.Embedding };
+        using var featurizer = OnnxModel.Load(ModelPath, asEmbedding);
+        using var pairs = featurizer.Encode(new[] { new ModelRow(Line("Hello world"), "", "") });
+        CollectionAssert.AreEqual(new long[] { 2, 1 }, pairs.Labels.shape, "told it is an embedding: the mirror-view pairs");
+    }
+
+    private sealed class LineRow
+    {
+        [VectorType]
+        public byte[] Image { get; set; } = [];
+    }
+
+    /// <summary>
+    /// The chain on an image-only IDataView of text lines: GPTQ at about 4 bits on the CTC head and two layers of the
+    /// neck, calibrated on the model's own predictions; the quantized recognizer still reads the lines.
+    /// </summary>
+    [TestMethod]
+    public void Chain_OnTheRecognizersOwnPredictions_KeepsTheDecodes()
+    {
+        var ml = new MLContext(seed: 0);
+        using var model = OnnxModel.Load(ModelPath, Options);
+        var layers = model.QuantizableLayers.Where(l => !model.Graph.Layers.Single(g => g.Name == l.Name).IsConvolution)
+                          .Select(l => l.Name).TakeLast(3).ToArray();
+        Assert.HasCount(3, layers);
+        string[] calibration = ["Under committee rules", "it went to a subcommittee", "for one week in May", "The jury said 1961"];
+        var data = ml.Data.LoadFromEnumerable(calibration.Select(t => new LineRow { Image = Line(t) }));
+        var chain = ml.Msavq().CollectCalibration(new CalibrationCollector.Options
+            {
+                Model = model, ImageColumnName = nameof(LineRow.Image), TextColumnName = null, AnswerColumnName = null,
+                LayerNames = layers, BatchSize = 2,
+            })
+            .Append(ml.Msavq().EstimateSensitivity(new SensitivityEstimator.Options { Method = QuantizationMethod.Gptq, TargetBitsPerWeight = 4.3 }))
+            .Append(ml.Msavq().QuantizeMixedPrecisionVq(new MixedPrecisionVqEstimator.Options { ScoreRows = false }))
+            .Fit(data);
+        CollectionAssert.AreEquivalent(layers, chain.LastTransformer.Layers.Select(l => l.Layer).ToArray());
+        using var quantized = (OnnxModel)chain.LastTransformer.Model;
+        var keys = File.ReadAllLines(KeysPath);
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        foreach (var text in new[] { "Hello world 2026", "The quick brown fox" })
+        {
+            var pixels = OnnxImages.ToTensor(new[] { Line(text) }, model.Image!, CPU);
+            string fp = Decode(model.Output(pixels)[0], keys), q = Decode(quantized.Output(pixels)[0], keys);
+            Console.WriteLine($"'{text}': FP '{fp}', GPTQ ~4 bits '{q}'");
+            Assert.AreEqual(fp, q);
+            Assert.IsFalse(model.Output(pixels).eq(quantized.Output(pixels)).all().item<bool>(), "the quantized layers changed the output");
         }
     }
 }
