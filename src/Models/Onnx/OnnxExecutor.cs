@@ -14,6 +14,7 @@ public sealed class OnnxExecutor : nn.Module
     private readonly ModuleList<Linear> linears;
     private readonly Dictionary<string, string> _buffers = new();            // constant value → buffer name
     private readonly List<(OnnxStep Step, int Linear)> _plan = new();          // Linear -1: the step's kernel
+    private readonly List<string>[] _release;                                   // per plan step: values nothing later reads
 
     /// <param name="graph">The graph to run.</param>
     /// <param name="layers">Which of <see cref="OnnxGraph.Linears"/> run as Linears; the other MatMul and Gemm nodes run as nodes.</param>
@@ -41,8 +42,33 @@ public sealed class OnnxExecutor : nn.Module
             register_buffer(buffer, constant.Create());
             _buffers.Add(name, buffer);
         }
+        _release = ReleasePlan(graph.Outputs);
         RegisterComponents();
     }
+
+    /// <summary>
+    /// After each step, the values it computed or read that no later step reads and no output is: <see cref="Run"/>
+    /// frees them at once, so a pass holds only the live activations (a conv net's early maps are megabytes each, and
+    /// memory that is freed is memory glibc reuses instead of asking the kernel for fresh, zeroed pages).
+    /// </summary>
+    private List<string>[] ReleasePlan(IReadOnlyList<string> outputs)
+    {
+        var lastUse = new Dictionary<string, int>();
+        for (int i = 0; i < _plan.Count; i++)
+        {
+            lastUse[Produced(i)] = i;   // a value nothing reads is released where it is made
+            foreach (var r in Reads(i)) lastUse[r] = i;
+        }
+        var produced = Enumerable.Range(0, _plan.Count).Select(Produced).ToHashSet();
+        var release = Enumerable.Range(0, _plan.Count).Select(_ => new List<string>()).ToArray();
+        foreach (var (name, step) in lastUse)
+            if (produced.Contains(name) && !outputs.Contains(name)) release[step].Add(name);
+        return release;
+    }
+
+    private IEnumerable<string> Reads(int i) => _plan[i].Linear < 0 ? _plan[i].Step.Reads : new[] { Layers[_plan[i].Linear].Input };
+
+    private string Produced(int i) => _plan[i].Linear < 0 ? _plan[i].Step.Node.Proto.Output[0] : Layers[_plan[i].Linear].Output;
 
     public OnnxGraph Graph { get; }
 
@@ -70,8 +96,9 @@ public sealed class OnnxExecutor : nn.Module
                 throw new ArgumentException($"{Graph.Source} needs input '{input.Name}'; given: {string.Join(", ", inputs.Keys)}.", nameof(inputs));
             values[input.Name] = OnnxTensors.ScalarTypeOf(input.ElementType) is { } type && t.dtype != type ? t.to_type(type) : t;
         }
-        foreach (var (step, index) in _plan)
+        for (int i = 0; i < _plan.Count; i++)
         {
+            var (step, index) = _plan[i];
             try
             {
                 if (index < 0)
@@ -91,6 +118,10 @@ public sealed class OnnxExecutor : nn.Module
             {
                 throw new InvalidOperationException($"ONNX {step.Node.Describe()} failed: {e.Message}", e);
             }
+            // Autograd keeps what it saved for the backward pass: only this handle goes. A kernel may hand a value
+            // on unchanged (Identity, a no-op Reshape), so a tensor another live name holds stays.
+            foreach (var name in _release[i])
+                if (values.Remove(name, out var dead) && !values.Values.Any(v => ReferenceEquals(v, dead))) dead.Dispose();
         }
         return Graph.Outputs.ToDictionary(o => o, o => values[o].alias().MoveToOuterDisposeScope());
     }
