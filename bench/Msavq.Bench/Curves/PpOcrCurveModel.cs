@@ -76,24 +76,18 @@ public sealed class PpOcrCurveModel : ICurveModel
     public bool ScoreRows => false;
     public string? FullPrecision { get; }
 
-    private sealed class LineRow
-    {
-        [VectorType]
-        public byte[] Image { get; set; } = [];
-    }
-
     /// <summary>Draw s: a seeded choice of lines of the Brown calibration sentences (other documents than every evaluation line's), each in a seeded font.</summary>
     public CalibrationCollector Collector(MLContext ml, out IDataView rows, int seed)
     {
         var rng = new Random(2027 + 7919 * seed);
         var chosen = Enumerable.Range(0, _calibrationLines.Count).OrderBy(_ => rng.Next()).Take(_calibrationRows).ToList();
-        rows = ml.Data.LoadFromEnumerable(chosen.Select(i => new LineRow
+        rows = ml.Data.LoadFromEnumerable(chosen.Select(i => new ImageRow
         {
             Image = TextLines.Render(_calibrationLines[i], _fonts[rng.Next(_fonts.Length)], Width),
         }).ToList());
         return ml.Msavq().CollectCalibration(new CalibrationCollector.Options
         {
-            Model = _model, ImageColumnName = nameof(LineRow.Image), TextColumnName = null, AnswerColumnName = null,
+            Model = _model, ImageColumnName = nameof(ImageRow.Image), TextColumnName = null, AnswerColumnName = null,
             Mode = CalibrationMode.OneShot, BatchSize = 16, LayerNames = Layers,
         });
     }

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Msavq.MLNet;
@@ -66,12 +65,6 @@ public sealed class ResNet18CurveModel : ICurveModel
     /// </summary>
     private string[] Layers => _model.Graph.Layers.Where(l => l.InFeatures % 4 == 0).Select(l => l.Name).ToArray();
 
-    private sealed class ImageRow
-    {
-        [VectorType]
-        public byte[] Image { get; set; } = [];
-    }
-
     /// <summary>Draw s: a seeded choice of training images (PNG, 28 × 28), disjoint from every evaluation image.</summary>
     public CalibrationCollector Collector(MLContext ml, out IDataView rows, int seed)
     {
@@ -116,17 +109,8 @@ public sealed class ResNet18CurveModel : ICurveModel
         return nearest.Select((j, i) => _labels[j] == _labels[i] ? 1.0 : 0.0).ToArray();
     }
 
-    private static void EnsureData()
-    {
-        if (File.Exists(Path.Combine(DataFolder, "t10k-images-idx3-ubyte.gz"))) return;
-        string script = Path.Combine(AppContext.BaseDirectory, "scripts", "install-image-data.sh");
-        Console.Error.WriteLine($"Fashion-MNIST is not in {DataFolder}: running {script}");
-        using var p = Process.Start(new ProcessStartInfo("bash", script) { UseShellExecute = false })
-                      ?? throw new InvalidOperationException($"Could not start {script}.");
-        p.WaitForExit();
-        if (p.ExitCode != 0 || !File.Exists(Path.Combine(DataFolder, "t10k-images-idx3-ubyte.gz")))
-            throw new InvalidOperationException($"{script} did not install Fashion-MNIST into {DataFolder} (exit code {p.ExitCode}).");
-    }
+    private static void EnsureData() =>
+        InstallScript.Ensure("install-image-data.sh", () => File.Exists(Path.Combine(DataFolder, "t10k-images-idx3-ubyte.gz")), $"Fashion-MNIST in {DataFolder}");
 
     /// <summary>An IDX pair (images idx3, labels idx1), gzipped, as Debian ships it.</summary>
     private static (byte[] Pixels, long[] Labels) Read(string part)

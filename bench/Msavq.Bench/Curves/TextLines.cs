@@ -47,17 +47,7 @@ public static class TextLines
     /// <summary>The typefaces of <see cref="Fonts"/>, installing the packages first when a file is missing.</summary>
     public static SKTypeface[] LoadFonts()
     {
-        if (!Fonts.All(File.Exists))
-        {
-            string script = Path.Combine(AppContext.BaseDirectory, "scripts", "install-ocr-fonts.sh");
-            Console.Error.WriteLine($"A font is missing: running {script}");
-            using var p = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("bash", script) { UseShellExecute = false })
-                          ?? throw new InvalidOperationException($"Could not start {script}.");
-            p.WaitForExit();
-            var missing = Fonts.Where(f => !File.Exists(f)).ToList();
-            if (p.ExitCode != 0 || missing.Count > 0)
-                throw new InvalidOperationException($"{script} did not install {string.Join(", ", missing)} (exit code {p.ExitCode}).");
-        }
+        InstallScript.Ensure("install-ocr-fonts.sh", () => Fonts.All(File.Exists), $"A font of {string.Join(", ", Fonts)}");
         return Fonts.Select(f => SKTypeface.FromFile(f) ?? throw new InvalidDataException($"{f} is not a font SkiaSharp reads.")).ToArray();
     }
 

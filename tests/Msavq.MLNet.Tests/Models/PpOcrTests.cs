@@ -115,12 +115,6 @@ public sealed class PpOcrTests
         CollectionAssert.AreEqual(new long[] { 2, 1 }, pairs.Labels.shape, "told it is an embedding: the mirror-view pairs");
     }
 
-    private sealed class LineRow
-    {
-        [VectorType]
-        public byte[] Image { get; set; } = [];
-    }
-
     /// <summary>
     /// The chain on an image-only IDataView of text lines: GPTQ at about 4 bits on the CTC head and two layers of the
     /// neck, calibrated on the model's own predictions; the quantized recognizer still reads the lines.
@@ -134,10 +128,10 @@ public sealed class PpOcrTests
                           .Select(l => l.Name).TakeLast(3).ToArray();
         Assert.HasCount(3, layers);
         string[] calibration = ["Under committee rules", "it went to a subcommittee", "for one week in May", "The jury said 1961"];
-        var data = ml.Data.LoadFromEnumerable(calibration.Select(t => new LineRow { Image = Line(t) }));
+        var data = ml.Data.LoadFromEnumerable(calibration.Select(t => new ImageRow { Image = Line(t) }));
         var chain = ml.Msavq().CollectCalibration(new CalibrationCollector.Options
             {
-                Model = model, ImageColumnName = nameof(LineRow.Image), TextColumnName = null, AnswerColumnName = null,
+                Model = model, ImageColumnName = nameof(ImageRow.Image), TextColumnName = null, AnswerColumnName = null,
                 LayerNames = layers, BatchSize = 2,
             })
             .Append(ml.Msavq().EstimateSensitivity(new SensitivityEstimator.Options { Method = QuantizationMethod.Gptq, TargetBitsPerWeight = 4.3 }))

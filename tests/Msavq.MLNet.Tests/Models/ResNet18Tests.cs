@@ -102,12 +102,6 @@ public sealed class ResNet18Tests
         Assert.IsLessThanOrEqualTo(1e-4, worst, $"max |TorchSharp − ONNX Runtime| = {worst:E2}");
     }
 
-    private sealed class ImageRow
-    {
-        [VectorType]
-        public byte[] Image { get; set; } = [];
-    }
-
     /// <summary>
     /// The chain a user writes on an image-only IDataView (no text, no answers): three convolutions quantized by GPTQ at
     /// 4 bits, the features stay close, and the export (convolution kernels replaced) runs in ONNX Runtime as the
