@@ -33,8 +33,10 @@ public static class ScoringSchema
     public static SchemaDefinition InputDefinition(DataViewSchema schema, string imageColumn, string questionColumn)
     {
         var definition = SchemaDefinition.Create(typeof(VqaScoringInput));
-        definition[nameof(VqaScoringInput.Image)].ColumnName = imageColumn;
-        definition[nameof(VqaScoringInput.Image)].ColumnType = schema[imageColumn].Type;
+        // The indexer finds a column by its current name: each is fetched once, before it is renamed.
+        var image = definition[nameof(VqaScoringInput.Image)];
+        image.ColumnType = schema[imageColumn].Type;
+        image.ColumnName = imageColumn;
         definition[nameof(VqaScoringInput.Question)].ColumnName = questionColumn;
         return definition;
     }
