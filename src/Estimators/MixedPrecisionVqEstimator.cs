@@ -67,6 +67,13 @@ public sealed class MixedPrecisionVqEstimator : IEstimator<MixedPrecisionVqTrans
         /// <summary>Columns the scoring transformer reads; null = those the calibration read.</summary>
         public string? ImageColumnName { get; set; }
         public string? TextColumnName { get; set; }
+        /// <summary>
+        /// The column the fitted transformer adds with each row's vector, for a model that maps rows to vectors
+        /// (<c>IFeatureModel</c>: a sentence encoder's embedding, an ONNX model's output flattened per row), read from the
+        /// text or image column as the model reads; a Single vector of the model's length, as <c>ApplyOnnxModel</c> adds
+        /// a graph's outputs. Null (default): none. Independent of <see cref="ScoreRows"/>.
+        /// </summary>
+        public string? FeatureColumnName { get; set; }
         public IProgress<QuantizationProgress>? Progress { get; set; }
     }
 
@@ -82,6 +89,22 @@ public sealed class MixedPrecisionVqEstimator : IEstimator<MixedPrecisionVqTrans
 
     public SchemaShape GetOutputSchema(SchemaShape inputSchema)
     {
+        var output = ScoredSchema(inputSchema);
+        if (_options.FeatureColumnName is not { } feature) return output;
+        // The model, known only at fit, decides whether the text or the image column is read (and the calibration which
+        // one by default): a column the options name must be there; the column's length is the model's.
+        foreach (var named in new[] { _options.TextColumnName, _options.ImageColumnName })
+            if (named is not null && !inputSchema.Any(c => c.Name == named))
+                throw new ArgumentOutOfRangeException(feature, $"The feature column '{feature}' is computed from column '{named}', which is not there.");
+        return _ml.Transforms.CustomMapping<NoInput, Scoring.FeatureOutput>((_, _) => { }, null, null, Scoring.FeatureScoring.OutputDefinition(feature, 1))
+            .GetOutputSchema(output);
+    }
+
+    /// <summary>A mapping that reads nothing: what the feature column's shape is propagated with.</summary>
+    private sealed class NoInput;
+
+    private SchemaShape ScoredSchema(SchemaShape inputSchema)
+    {
         if (!_options.ScoreRows) return inputSchema;
         string image = _options.ImageColumnName ?? Defaults.ImageColumn, text = _options.TextColumnName ?? Defaults.TextColumn;
         if (!inputSchema.Any(c => c.Name == image))
@@ -90,8 +113,9 @@ public sealed class MixedPrecisionVqEstimator : IEstimator<MixedPrecisionVqTrans
             throw new ArgumentOutOfRangeException(text, $"Text column '{text}' not found.");
         // The scoring mapping's own estimator checks the input columns' types and adds PredictedAnswer and Score.
         var definition = Microsoft.ML.Data.SchemaDefinition.Create(typeof(Scoring.VqaScoringInput));
-        definition[nameof(Scoring.VqaScoringInput.Image)].ColumnName = image;
+        var imageColumn = definition[nameof(Scoring.VqaScoringInput.Image)];   // found by its current name: fetched before the renames
         definition[nameof(Scoring.VqaScoringInput.Question)].ColumnName = text;
+        imageColumn.ColumnName = image;
         return _ml.Transforms.CustomMapping<Scoring.VqaScoringInput, Scoring.VqaScoringOutput>((_, _) => { }, null, definition)
             .GetOutputSchema(inputSchema);
     }
@@ -200,6 +224,13 @@ public sealed class MixedPrecisionVqEstimator : IEstimator<MixedPrecisionVqTrans
         var quantized = new Format.QuantizedModel(plan.Method.ToString(), options, stored);
         return new MixedPrecisionVqTransformer(_ml, copy, reports, quantized, schema,
             _options.ScoreRows ? _options.ImageColumnName ?? calib.Options.ImageColumnName : null,
-            _options.TextColumnName ?? calib.Options.TextColumnName ?? Defaults.TextColumn);
+            _options.TextColumnName ?? calib.Options.TextColumnName ?? Defaults.TextColumn,
+            _options.FeatureColumnName, FeatureInput(copy, calib));
     }
+
+    /// <summary>The column an <see cref="IFeatureModel"/>'s vectors are computed from: the text or image column the calibration read (or the options name).</summary>
+    private string? FeatureInput(IQuantizableModel model, CalibrationResult calib) =>
+        _options.FeatureColumnName is null || model is not IFeatureModel f ? null
+        : f.Source == FeatureSource.Text ? _options.TextColumnName ?? calib.Options.TextColumnName ?? Defaults.TextColumn
+        : _options.ImageColumnName ?? calib.Options.ImageColumnName ?? Defaults.ImageColumn;
 }

@@ -42,10 +42,12 @@ public sealed class MsavqCatalog
 
     /// <summary>
     /// Quantize the planned layers and return the scoring transformer (<paramref name="scoreRows"/> false for a model
-    /// that does not answer questions: its transformer passes rows through and carries the quantized network).
+    /// that does not answer questions: its transformer carries the quantized network and adds no answers).
+    /// <paramref name="featureColumnName"/>: the vector column a model that maps rows to vectors adds (a sentence
+    /// embedding, an ONNX model's output; <see cref="MixedPrecisionVqEstimator.Options.FeatureColumnName"/>).
     /// </summary>
-    public MixedPrecisionVqEstimator QuantizeMixedPrecisionVq(int seed = Defaults.Seed, bool scoreRows = true) =>
-        new(Context, new MixedPrecisionVqEstimator.Options { Seed = seed, ScoreRows = scoreRows });
+    public MixedPrecisionVqEstimator QuantizeMixedPrecisionVq(int seed = Defaults.Seed, bool scoreRows = true, string? featureColumnName = null) =>
+        new(Context, new MixedPrecisionVqEstimator.Options { Seed = seed, ScoreRows = scoreRows, FeatureColumnName = featureColumnName });
 
     public MixedPrecisionVqEstimator QuantizeMixedPrecisionVq(MixedPrecisionVqEstimator.Options options) => new(Context, options);
 

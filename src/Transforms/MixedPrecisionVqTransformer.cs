@@ -9,9 +9,11 @@ using static TorchSharp.torch;
 namespace Msavq.MLNet;
 
 /// <summary>
-/// Runs a quantized VLM over rows: <see cref="Transform"/> adds <c>PredictedAnswer</c> (text) and <c>Score</c>
-/// (float, the answer's probability), lazily — nothing is computed until a cursor asks. Works with
-/// <c>PredictionEngine</c>. Knows nothing of fitting: it receives the quantized model and the per-layer report.
+/// Runs a quantized model over rows, lazily — nothing is computed until a cursor asks; works with
+/// <c>PredictionEngine</c>. A VLM's <see cref="Transform"/> adds <c>PredictedAnswer</c> (text) and <c>Score</c> (float,
+/// the answer's probability); a model that maps rows to vectors (<see cref="IFeatureModel"/>: a sentence encoder, an
+/// ONNX model) adds them as a Single vector column (<see cref="FeatureColumn"/>). Knows nothing of fitting: it receives
+/// the quantized model and the per-layer report.
 /// </summary>
 public sealed class MixedPrecisionVqTransformer : ITransformer, IDisposable
 {
@@ -19,20 +21,26 @@ public sealed class MixedPrecisionVqTransformer : ITransformer, IDisposable
     public const string ScoreColumn = "Score";
 
     private readonly MLContext _ml;
-    /// <summary>The VQA scoring mapping; null when rows pass through.</summary>
+    /// <summary>The VQA scoring mapping and/or the feature mapping (chained); null when rows pass through.</summary>
     private readonly ITransformer? _mapping;
+    private readonly ITransformer? _vqa, _features;
 
     /// <param name="model">The quantized model (its weights already replaced).</param>
     /// <param name="layers">One entry per quantized layer.</param>
     /// <param name="inputSchema">A schema with the image and question columns (their types are taken from it).</param>
-    /// <param name="imageColumn">The image column the scoring reads; null: rows pass through.</param>
+    /// <param name="imageColumn">The image column the VQA scoring reads; null: no PredictedAnswer and Score.</param>
+    /// <param name="featureColumn">The vector column an <see cref="IFeatureModel"/> adds; null: none.</param>
+    /// <param name="featureInputColumn">The column the vectors are computed from (text or image, as the model reads);
+    /// null: <paramref name="questionColumn"/> for a text model, <paramref name="imageColumn"/> (or "Image") for an image model.</param>
     /// <remarks>
-    /// Only an <see cref="IVqaModel"/> scores rows (PredictedAnswer, Score), and only given an image column. Otherwise
-    /// (a sentence encoder, or scoring turned off) the transformer passes rows through and the quantized network is
-    /// <see cref="Model"/>.
+    /// Only an <see cref="IVqaModel"/> scores rows (PredictedAnswer, Score), and only given an image column; only an
+    /// <see cref="IFeatureModel"/> adds vectors, and only given a feature column. Otherwise the transformer passes rows
+    /// through, and the quantized network is <see cref="Model"/>.
     /// </remarks>
+    /// <exception cref="ArgumentException"><paramref name="featureColumn"/> is set but the model maps rows to no vectors.</exception>
     public MixedPrecisionVqTransformer(MLContext ml, IQuantizableModel model, IReadOnlyList<QuantizedLayerReport> layers,
-                                       QuantizedModel quantized, DataViewSchema inputSchema, string? imageColumn, string questionColumn)
+                                       QuantizedModel quantized, DataViewSchema inputSchema, string? imageColumn, string questionColumn,
+                                       string? featureColumn = null, string? featureInputColumn = null)
     {
         Quantized = quantized ?? throw new ArgumentNullException(nameof(quantized));
         _ml = ml ?? throw new ArgumentNullException(nameof(ml));
@@ -40,12 +48,24 @@ public sealed class MixedPrecisionVqTransformer : ITransformer, IDisposable
         Layers = layers;
         ImageColumn = imageColumn;
         QuestionColumn = questionColumn;
-        if (model is not IVqaModel vqa || imageColumn is null) return;
-        ScoringSchema.Validate(inputSchema, imageColumn, questionColumn);
-        var definition = ScoringSchema.InputDefinition(inputSchema, imageColumn, questionColumn);
-        var empty = ml.Data.LoadFromEnumerable(Array.Empty<VqaScoringInput>(), definition);
-        _mapping = ml.Transforms.CustomMapping<VqaScoringInput, VqaScoringOutput>((i, o) => Score(vqa, i, o), MsavqPipeline.ContractName,
-            inputSchemaDefinition: definition).Fit(empty);
+        if (model is IVqaModel vqa && imageColumn is not null)
+        {
+            ScoringSchema.Validate(inputSchema, imageColumn, questionColumn);
+            var definition = ScoringSchema.InputDefinition(inputSchema, imageColumn, questionColumn);
+            var empty = ml.Data.LoadFromEnumerable(Array.Empty<VqaScoringInput>(), definition);
+            _vqa = ml.Transforms.CustomMapping<VqaScoringInput, VqaScoringOutput>((i, o) => Score(vqa, i, o), MsavqPipeline.ContractName,
+                inputSchemaDefinition: definition).Fit(empty);
+        }
+        if (featureColumn is not null)
+        {
+            var features = model as IFeatureModel ?? throw new ArgumentException(
+                $"{model.GetType().Name} maps rows to no vectors (it is not an IFeatureModel): leave the feature column out.", nameof(featureColumn));
+            FeatureColumn = featureColumn;
+            FeatureInputColumn = featureInputColumn ?? (features.Source == FeatureSource.Text ? questionColumn : imageColumn ?? "Image");
+            var schema = _vqa?.GetOutputSchema(inputSchema) ?? inputSchema;
+            _features = FeatureScoring.Fit(ml, features, schema, FeatureInputColumn, featureColumn);
+        }
+        _mapping = _vqa is null ? _features : _features is null ? _vqa : new TransformerChain<ITransformer>(_vqa, _features);
     }
 
     /// <summary>The quantized model.</summary>
@@ -55,6 +75,10 @@ public sealed class MixedPrecisionVqTransformer : ITransformer, IDisposable
     public IReadOnlyList<QuantizedLayerReport> Layers { get; }
     public string? ImageColumn { get; }
     public string QuestionColumn { get; }
+    /// <summary>The vector column an <see cref="IFeatureModel"/> adds, or null.</summary>
+    public string? FeatureColumn { get; }
+    /// <summary>The text or image column <see cref="FeatureColumn"/> is computed from, or null.</summary>
+    public string? FeatureInputColumn { get; }
 
     /// <summary>One row per quantized layer: shape, method, bits per weight (index + overhead), proxy error, time.</summary>
     public DataFrame Report => QuantizedLayerReport.ToDataFrame(Layers);
@@ -72,7 +96,7 @@ public sealed class MixedPrecisionVqTransformer : ITransformer, IDisposable
     /// <exception cref="MsavqFormatException">The file is invalid, or <paramref name="baseModel"/> is not the model its
     /// layers were quantized from (<see cref="BaseModelFingerprint"/>, for files that record it).</exception>
     public static MixedPrecisionVqTransformer LoadQuantized(MLContext ml, string path, IQuantizableModel baseModel,
-        DataViewSchema inputSchema, string imageColumn = "Image", string questionColumn = "Question")
+        DataViewSchema inputSchema, string imageColumn = "Image", string questionColumn = "Question", string? featureColumn = null)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"Quantized model file not found: {path}", path);
         ModelFile.Expect(path, ModelFileKind.QuantizedLayers);
@@ -83,7 +107,8 @@ public sealed class MixedPrecisionVqTransformer : ITransformer, IDisposable
         try
         {
             StoredWeights.Write(copy, stored, path);
-            return new MixedPrecisionVqTransformer(ml, copy, QuantizedLayerReport.FromStored(stored), stored, inputSchema, imageColumn, questionColumn);
+            return new MixedPrecisionVqTransformer(ml, copy, QuantizedLayerReport.FromStored(stored), stored, inputSchema,
+                copy is IVqaModel ? imageColumn : null, questionColumn, featureColumn, copy is IFeatureModel { Source: FeatureSource.Image } ? imageColumn : null);
         }
         catch
         {
@@ -112,9 +137,11 @@ public sealed class MixedPrecisionVqTransformer : ITransformer, IDisposable
 
     public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => Mapping(inputSchema).GetRowToRowMapper(inputSchema);
 
-    // Saves as its CustomMapping (contract MsavqPipeline.ContractName); Msavq.Save adds the quantized layers to the zip.
+    // Saves as its CustomMappings (contracts MsavqPipeline.ContractName, FeatureScoring.*Contract); MsavqPipeline.Save
+    // adds the quantized layers and the model to the zip.
     void ICanSaveModel.Save(ModelSaveContext ctx) => ((ICanSaveModel)(_mapping
-        ?? throw new NotSupportedException($"Only a VQA model's pipeline can be saved; {Model.GetType().Name} has no scoring mapping (use SaveQuantized).")))
+        ?? throw new NotSupportedException($"This transformer adds no column ({Model.GetType().Name}: no VQA scoring, no feature column), " +
+                                           "so there is no pipeline to save: use SaveQuantized.")))
         .Save(ctx);
 
     private static readonly TransformerChain<ITransformer> Identity = new();
@@ -123,7 +150,8 @@ public sealed class MixedPrecisionVqTransformer : ITransformer, IDisposable
     private ITransformer Mapping(DataViewSchema schema)
     {
         if (_mapping is null) return Identity;
-        ScoringSchema.Validate(schema, ImageColumn!, QuestionColumn);
+        if (_vqa is not null) ScoringSchema.Validate(schema, ImageColumn!, QuestionColumn);
+        if (_features is not null) FeatureScoring.Validate(schema, (IFeatureModel)Model, FeatureInputColumn!);
         return _mapping;
     }
 

@@ -29,9 +29,9 @@ public static class MsavqPipeline
     public const string BaseModelEntry = "Msavq/base-model.ckpt";
     public const string DescriptionEntry = "Msavq/pipeline.json";
 
-    private static readonly AsyncLocal<IVqaModel?> Loading = new();
+    private static readonly AsyncLocal<IQuantizableModel?> Loading = new();
 
-    internal static IVqaModel? ModelBeingLoaded => Loading.Value;
+    internal static IQuantizableModel? ModelBeingLoaded => Loading.Value;
 
     /// <summary>
     /// Saves <paramref name="pipeline"/> (a chain ending in, or equal to, a <see cref="MixedPrecisionVqTransformer"/>
@@ -66,6 +66,7 @@ public static class MsavqPipeline
         {
             ModelFormat = persistable.FormatName, ModelAssembly = persistable.GetType().Assembly.GetName().Name,
             ImageColumn = scorer.ImageColumn, QuestionColumn = scorer.QuestionColumn, Layers = scorer.Layers.ToList(),
+            FeatureColumn = scorer.FeatureColumn, FeatureInputColumn = scorer.FeatureInputColumn,
             QuantizedBytes = layers.LongLength, BaseModelBytes = rest.LongLength,
         };
         AtomicFile.Write(path, temp =>
@@ -114,17 +115,22 @@ public static class MsavqPipeline
         {
             CheckLayers(model, quantized, description, path);
             StoredWeights.Write(model, quantized, path);
-            if (model is not IVqaModel vqa)
-                throw new MsavqFormatException(path, $"its base model ({model.GetType().Name}) does not answer questions, so it has no scoring mapping");
+            bool scores = model is IVqaModel && description.ImageColumn is not null;
+            if (!scores && description.FeatureColumn is null)
+                throw new MsavqFormatException(path, $"its base model ({model.GetType().Name}) does not answer questions and the pipeline adds no " +
+                                                     "feature column, so it has no scoring mapping");
+            if (description.FeatureColumn is not null && model is not IFeatureModel)
+                throw new MsavqFormatException(path, $"{DescriptionEntry} names a feature column '{description.FeatureColumn}', but its base model " +
+                                                     $"({model.GetType().Name}) maps rows to no vectors");
             ml.ComponentCatalog.RegisterAssembly(typeof(MsavqPipeline).Assembly);
             ITransformer loaded;
-            Loading.Value = vqa;
+            Loading.Value = model;
             try { loaded = ml.Model.Load(path, out inputSchema); }
             finally { Loading.Value = null; }
             var parts = loaded is IEnumerable<ITransformer> chain ? chain.ToList() : new List<ITransformer> { loaded };
             var layers = description.Layers.Count > 0 ? description.Layers : QuantizedLayerReport.FromStored(quantized);
             parts[^1] = new MixedPrecisionVqTransformer(ml, model, layers, quantized, inputSchema,
-                description.ImageColumn, description.QuestionColumn ?? "Question");
+                description.ImageColumn, description.QuestionColumn ?? "Question", description.FeatureColumn, description.FeatureInputColumn);
             return new TransformerChain<MixedPrecisionVqTransformer>(parts.ToArray());
         }
         catch
@@ -288,6 +294,9 @@ public static class MsavqPipeline
         /// <summary>Sizes of the two entries as written (null in zips written before they were recorded).</summary>
         public long? QuantizedBytes { get; init; }
         public long? BaseModelBytes { get; init; }
+        /// <summary>The vector column a feature model adds and the column it reads (null in zips without one).</summary>
+        public string? FeatureColumn { get; init; }
+        public string? FeatureInputColumn { get; init; }
 
         /// <summary>Zips saved before the description existed held a ShapesVlm scored on Image and Question.</summary>
         public static PipelineDescription Legacy => new()
@@ -311,10 +320,39 @@ public sealed class MixedPrecisionVqMappingFactory : CustomMappingFactory<VqaSco
 
     internal static Action<VqaScoringInput, VqaScoringOutput> Mapping()
     {
+        var model = Model<IVqaModel>();
+        return (input, output) => MixedPrecisionVqTransformer.Score(model, input, output);
+    }
+
+    /// <summary>The model <see cref="MsavqPipeline.Load"/> is loading, as the saved mapping needs it.</summary>
+    internal static T Model<T>() where T : class, IQuantizableModel
+    {
         var model = MsavqPipeline.ModelBeingLoaded ?? throw new InvalidOperationException(
             "This model zip holds MSAVQ-quantized layers in its own entries: load it with MsavqPipeline.Load(ml, path, out schema) " +
             "(or ml.Msavq().Load), not MLContext.Model.Load.");
-        return (input, output) => MixedPrecisionVqTransformer.Score(model, input, output);
+        return model as T ?? throw new InvalidOperationException($"The saved mapping needs a {typeof(T).Name}; the pipeline's model is a {model.GetType().Name}.");
+    }
+}
+
+/// <summary>The factory ML.NET calls when it loads a saved feature mapping of a text model (as <see cref="MixedPrecisionVqMappingFactory"/>).</summary>
+[CustomMappingFactoryAttribute(FeatureScoring.TextContract)]
+public sealed class TextFeatureMappingFactory : CustomMappingFactory<TextFeatureInput, FeatureOutput>
+{
+    public override Action<TextFeatureInput, FeatureOutput> GetMapping()
+    {
+        var model = MixedPrecisionVqMappingFactory.Model<IFeatureModel>();
+        return (input, output) => output.Features = FeatureScoring.Score(model, new ModelRow(Array.Empty<byte>(), input.Text));
+    }
+}
+
+/// <summary>The factory ML.NET calls when it loads a saved feature mapping of an image model (as <see cref="MixedPrecisionVqMappingFactory"/>).</summary>
+[CustomMappingFactoryAttribute(FeatureScoring.ImageContract)]
+public sealed class ImageFeatureMappingFactory : CustomMappingFactory<ImageFeatureInput, FeatureOutput>
+{
+    public override Action<ImageFeatureInput, FeatureOutput> GetMapping()
+    {
+        var model = MixedPrecisionVqMappingFactory.Model<IFeatureModel>();
+        return (input, output) => output.Features = FeatureScoring.Score(model, new ModelRow(input.Image, ""));
     }
 }
 

@@ -13,7 +13,7 @@ namespace Msavq.MLNet.Models.MiniLm;
 /// loss between each sentence and its partner (the row's answer: the next sentence), which has non-zero gradients at
 /// the pretrained point, unlike a reconstruction of its own output.
 /// </summary>
-public sealed class MiniLmEncoder : nn.Module<Tensor, Tensor, Tensor>, IQuantizableModel
+public sealed class MiniLmEncoder : nn.Module<Tensor, Tensor, Tensor>, IFeatureModel
 {
     /// <summary>Scale of the cosine similarities in the contrastive loss (1/τ; <see cref="ContrastivePairs"/>).</summary>
     public const double SimilarityScale = ContrastivePairs.SimilarityScale;
@@ -147,6 +147,14 @@ public sealed class MiniLmEncoder : nn.Module<Tensor, Tensor, Tensor>, IQuantiza
         using var scope = NewDisposeScope();
         return ContrastivePairs.Logits(Embed(batch.Tokens, batch.Valid)).MoveToOuterDisposeScope();
     }
+
+    FeatureSource IFeatureModel.Source => FeatureSource.Text;
+
+    /// <summary>The sentence embedding's length (the hidden size).</summary>
+    public int FeatureLength => Config.Hidden;
+
+    /// <summary>The sentence embeddings [N, H] of the rows' texts (<see cref="Embed(IReadOnlyList{string})"/>).</summary>
+    public Tensor Features(IReadOnlyList<ModelRow> rows) => Embed(rows.Select(r => r.Text).ToList());
 
     IQuantizableModel IQuantizableModel.Clone() => Clone();
 

@@ -16,13 +16,15 @@ namespace Msavq.MLNet.Models.Onnx;
 /// operators, attributes, inputs, the chosen layers — and runs the graph once on a small input, so errors come before
 /// any work.
 /// </summary>
-public sealed class OnnxModel : nn.Module, IQuantizableModel
+public sealed class OnnxModel : nn.Module, IFeatureModel, IPersistableModel
 {
     private readonly OnnxExecutor graph;
     private IReadOnlyList<QuantizableLayer>? _quantizable;
 
-    private OnnxModel(OnnxGraph onnx, OnnxTextOptions? text, OnnxImageOptions? image, IReadOnlyList<OnnxLinear> layers) : base(nameof(OnnxModel))
+    private OnnxModel(OnnxGraph onnx, OnnxTextOptions? text, OnnxImageOptions? image, IReadOnlyList<OnnxLinear> layers, int featureLength = 0)
+        : base(nameof(OnnxModel))
     {
+        FeatureLength = featureLength;
         Text = text;
         Image = image;
         graph = new OnnxExecutor(onnx, layers);
@@ -139,7 +141,7 @@ public sealed class OnnxModel : nn.Module, IQuantizableModel
             using var scope = NewDisposeScope();
             using var _ = no_grad();
             var o = Image!;
-            EmbedImages(new[] { new byte[o.Height!.Value * o.Width!.Value * 3] });
+            FeatureLength = checked((int)EmbedImages(new[] { new byte[o.Height!.Value * o.Width!.Value * 3] }).shape[1]);
             foreach (var l in QuantizableLayers)
                 if (!ran.Contains(l.Name)) throw new InvalidOperationException($"{graph.Graph.Source}: layer '{l.Name}' did not run.");
         }
@@ -240,7 +242,7 @@ public sealed class OnnxModel : nn.Module, IQuantizableModel
             using var scope = NewDisposeScope();
             using var _ = no_grad();
             var (tokens, mask) = Tokenize(new[] { "Loading checks the graph.", "Once." });
-            Embed(tokens, mask);
+            FeatureLength = checked((int)Embed(tokens, mask).shape[1]);
             foreach (var l in QuantizableLayers)
             {
                 if (!seen.TryGetValue(l.Name, out var shape))
@@ -357,8 +359,27 @@ public sealed class OnnxModel : nn.Module, IQuantizableModel
         AtomicFile.Write(path, ToOnnx());
     }
 
+    /// <summary>Text for a text model, images for an image model.</summary>
+    public FeatureSource Source => Text != null ? FeatureSource.Text : FeatureSource.Image;
+
+    /// <summary>
+    /// The length of a row's vector, found when the model loaded: a text model's sentence vector (pooled as
+    /// <see cref="OnnxTextOptions.Pooling"/> says), an image model's output value flattened (features, or class scores
+    /// at every position).
+    /// </summary>
+    public int FeatureLength { get; private set; }
+
+    /// <summary>The rows' vectors [N, <see cref="FeatureLength"/>]: <see cref="Embed(IReadOnlyList{string})"/> of their texts, or <see cref="EmbedImages"/> of their images.</summary>
+    public Tensor Features(IReadOnlyList<ModelRow> rows) =>
+        Text != null ? Embed(rows.Select(r => r.Text).ToList()) : EmbedImages(rows.Select(r => r.Image).ToList());
+
+    string IPersistableModel.FormatName => OnnxModelCheckpoint.FormatName;
+
+    /// <summary>The graph with this model's weights, its options and its layers (<see cref="OnnxModelCheckpoint"/>), for a saved pipeline.</summary>
+    public byte[] Serialize() => OnnxModelCheckpoint.Serialize(this);
+
     IQuantizableModel IQuantizableModel.Clone() => Clone();
 
     /// <summary>A copy with the same graph, options and parameter values, on the same device.</summary>
-    public OnnxModel Clone() => ModuleCopy.From(new OnnxModel(graph.Graph, Text, Image, graph.Layers), this, Device);
+    public OnnxModel Clone() => ModuleCopy.From(new OnnxModel(graph.Graph, Text, Image, graph.Layers, FeatureLength), this, Device);
 }

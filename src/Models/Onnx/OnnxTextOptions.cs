@@ -33,12 +33,21 @@ public sealed record OnnxTextOptions
     public int MaxTokens { get; init; } = 512;
 
     /// <summary>Options with a WordPiece tokenizer from a BERT vocabulary file's bytes (vocab.txt).</summary>
+    /// <remarks>A model loaded with these options can be saved in a pipeline (<see cref="OnnxModelCheckpoint"/>): the vocabulary goes with it.</remarks>
     public static OnnxTextOptions Bert(byte[] vocabulary, bool lowerCase = true)
     {
+        ArgumentNullException.ThrowIfNull(vocabulary);
         using var stream = new MemoryStream(vocabulary);
-        return new OnnxTextOptions { Tokenizer = BertTokenizer.Create(stream, new BertOptions { LowerCaseBeforeTokenization = lowerCase }) };
+        var tokenizer = BertTokenizer.Create(stream, new BertOptions { LowerCaseBeforeTokenization = lowerCase });
+        return new OnnxTextOptions { Tokenizer = tokenizer, Vocabulary = new BertVocabulary(tokenizer, vocabulary.ToArray(), lowerCase) };
     }
+
+    /// <summary>The vocabulary <see cref="Tokenizer"/> was made from, when <see cref="Bert(byte[], bool)"/> made it.</summary>
+    internal BertVocabulary? Vocabulary { get; init; }
 
     /// <summary>Options with a WordPiece tokenizer from a BERT vocabulary file (vocab.txt).</summary>
     public static OnnxTextOptions Bert(string vocabularyPath, bool lowerCase = true) => Bert(File.ReadAllBytes(vocabularyPath), lowerCase);
 }
+
+/// <summary>A tokenizer with the vocabulary file and casing it was made from, so a saved model can rebuild it.</summary>
+internal sealed record BertVocabulary(BertTokenizer Tokenizer, byte[] Bytes, bool LowerCase);
