@@ -33,7 +33,7 @@ internal sealed class ChainProgress
 
     /// <summary>The chain both quantize paths fit: calibration, the sensitivity plan for the settings' method and budget, the quantizer.</summary>
     public EstimatorChain<MixedPrecisionVqTransformer> Chain(MLContext ml, CalibrationCollector.Options calibration,
-                                                             QuantizeCommand.Settings s, bool scoreRows)
+                                                             QuantizeCommand.Settings s, bool scoreRows, string? featureColumn = null)
     {
         calibration.Progress = Reporter;
         return ml.Msavq().CollectCalibration(calibration)
@@ -41,7 +41,10 @@ internal sealed class ChainProgress
             {
                 TargetBitsPerWeight = s.Budget, Method = s.Method, VectorDimension = s.VectorDimension,
             }))
-            .Append(ml.Msavq().QuantizeMixedPrecisionVq(new MixedPrecisionVqEstimator.Options { Seed = s.Seed, Progress = Reporter, ScoreRows = scoreRows }));
+            .Append(ml.Msavq().QuantizeMixedPrecisionVq(new MixedPrecisionVqEstimator.Options
+            {
+                Seed = s.Seed, Progress = Reporter, ScoreRows = scoreRows, FeatureColumnName = featureColumn,
+            }));
     }
 
     /// <summary>Both bars full once the fit returns (the last layer's report comes before its work).</summary>

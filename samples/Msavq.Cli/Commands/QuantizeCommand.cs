@@ -42,13 +42,13 @@ public sealed class QuantizeCommand(IAnsiConsole console) : Command<QuantizeComm
         [CommandOption("--seed <N>"), Description("k-means seed."), DefaultValue(Defaults.Seed)]
         public int Seed { get; init; } = Defaults.Seed;
 
-        [CommandOption("--onnx <MODEL>"), Description("Quantize this ONNX model instead (an image featurizer or a sentence encoder); needs --data and --out OUT.onnx.")]
+        [CommandOption("--onnx <MODEL>"), Description("Quantize this ONNX model instead (an image model or a sentence encoder); needs --data and --out (OUT.onnx, or OUT.zip with --format msavq).")]
         public string? Onnx { get; init; }
 
-        [CommandOption("--data <PATH>"), Description("--onnx: a folder of images, or a text file of lines (with --vocab); the first --calibration items calibrate, the next 64 are held out.")]
+        [CommandOption("--data <PATH>"), Description("--onnx: a folder of images, a text file of lines (with --vocab), or a CSV with a header whose column named as the graph input (or image / text) holds image paths or texts (with --vocab; a next column pairs texts); the first --calibration items calibrate, the next 64 are held out.")]
         public string? Data { get; init; }
 
-        [CommandOption("--format <FORMAT>"), Description("--onnx: dequantized (float32 weights; ML.NET's ApplyOnnxModel runs it) or matmulnbits (scalar layers packed, ONNX Runtime only)."),
+        [CommandOption("--format <FORMAT>"), Description("--onnx: dequantized (float32 weights; ML.NET's ApplyOnnxModel runs it), matmulnbits (scalar layers packed, ONNX Runtime only) or msavq (an ML.NET model zip with the codes, for MsavqPipeline.Load; --out OUT.zip)."),
          DefaultValue("dequantized")]
         public string Format { get; init; } = "dequantized";
 

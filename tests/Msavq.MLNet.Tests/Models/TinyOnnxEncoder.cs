@@ -15,8 +15,11 @@ internal static class TinyOnnxEncoder
     private static readonly string[] Words = { "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "loading", "checks", "the", "graph", ".", "once" };
     public const int Width = 8;
 
+    /// <summary>Its vocabulary file (vocab.txt): one word per line.</summary>
+    public static byte[] Vocabulary => Encoding.UTF8.GetBytes(string.Join('\n', Words) + "\n");
+
     /// <summary>Its text options: a WordPiece tokenizer over <see cref="Words"/>, no token types.</summary>
-    public static OnnxTextOptions Text => OnnxTextOptions.Bert(Encoding.UTF8.GetBytes(string.Join('\n', Words) + "\n")) with { TokenTypeIdsName = null };
+    public static OnnxTextOptions Text => OnnxTextOptions.Bert(Vocabulary) with { TokenTypeIdsName = null };
 
     public static float[] Values(int n, float scale) => Enumerable.Range(0, n).Select(i => MathF.Sin(i * 1.3f + 0.2f) * scale).ToArray();
 
