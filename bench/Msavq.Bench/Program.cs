@@ -30,6 +30,8 @@ public static class Program
             c.AddCommand<CurvesCommand>("curves")
                 .WithDescription("Quality against all-in bits/weight for every method, over calibration draws, with bootstrap intervals; --tune on validation.")
                 .WithExample("curves", "--model", "shapes-vlm", "--seeds", "3");
+            c.AddCommand<OnnxCommand>("onnx")
+                .WithDescription("The ONNX models' curves (PP-OCRv4, ResNet18) at 2, 2.25 and 3 b/w, every method tuned; their RESULTS sections.");
             c.AddCommand<ProxyCommand>("proxy")
                 .WithDescription("Every method on one synthetic layer at one budget: bits, proxy error, loss model, time.");
             c.AddCommand<QuantizeTimeCommand>("quantize-time")

@@ -43,6 +43,8 @@ public static class Defaults
     /// <summary>γ: exponent of the global (layer) salience in the combined score (§8.3).</summary>
     public const double GlobalExponent = 1.0;
     public const Curvature CurvatureModel = Curvature.Activation;
+    /// <summary>ε of the output factor's floor b ← max(b, ε·mean(b)) (algorithm.md §8.2).</summary>
+    public const double OutputFactorFloor = 1e-3;
     public const ColumnGrouping Grouping = ColumnGrouping.Affinity;
     public const LocalSalience Local = LocalSalience.Obs;
     /// <summary>Tier step in index bits per weight (tiers b̄ − step, b̄, b̄ + step).</summary>

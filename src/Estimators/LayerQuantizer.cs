@@ -78,7 +78,7 @@ public static class LayerQuantizer
             {
                 using var q = MsavqLayer.Quantize(w, stats.Combine(plan.VisionWeight),
                     new MsavqLayerPlan(plan.Layout!, plan.TileCodebookSizes!, plan.ColumnOrder, plan.RowScales,
-                        TrialBits: Math.Max(2, (int)Math.Round(plan.Cost.IndexBitsPerWeight)), plan.Curvature),
+                        TrialBits: Math.Max(2, (int)Math.Round(plan.Cost.IndexBitsPerWeight)), plan.Curvature, plan.OutputFactorFloor),
                     new MsavqLayerOptions
                     {
                         GradientShift = o.GradientShift, Beta = o.Beta, ShiftTrustRatio = o.ShiftTrustRatio,

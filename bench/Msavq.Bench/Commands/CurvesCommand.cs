@@ -78,6 +78,9 @@ public sealed class CurvesCommand(IAnsiConsole console) : Command<CurvesCommand.
         [CommandOption("--section <KEY>"), Description("The RESULTS.md section to replace (default curves-MODEL, or tuning-MODEL with --tune).")]
         public string? Section { get; init; }
 
+        [CommandOption("--layer-reports <DIR>"), Description("Also write each run's per-layer report (bits, proxy error, time) as a CSV into this folder.")]
+        public string? LayerReports { get; init; }
+
         [CommandOption("--threads <N>"), Description("Torch intra-op threads.")]
         public int Threads { get; init; } = Environment.ProcessorCount;
 
@@ -139,7 +142,8 @@ public sealed class CurvesCommand(IAnsiConsole console) : Command<CurvesCommand.
             _ => new ShapesCurveModel(s.Split, s.Questions, s.Calibration ?? 128),
         };
         var plan = Plan(s, model);
-        var runner = new CurveRunner(ml, model, msg => console.MarkupLine($"[grey]{Markup.Escape(msg)}[/]"));
+        if (s.LayerReports is not null) Directory.CreateDirectory(s.LayerReports);
+        var runner = new CurveRunner(ml, model, msg => console.MarkupLine($"[grey]{Markup.Escape(msg)}[/]"), s.LayerReports);
         // Plain lines (no wrapping at the console's width), one per run, so a log is easy to grep.
         var runs = runner.Run(plan, s.Tune ? 1 : s.Seeds, r => console.Profile.Out.Writer.WriteLine((
             $"{r.Config.Name} ≤{r.Budget:0.###} seed {r.Seed}: {r.Bits:F3} b/w, " +

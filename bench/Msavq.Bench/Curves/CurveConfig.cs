@@ -16,7 +16,7 @@ public sealed record CurveConfig(QuantizationMethod Method, string Settings)
         ["d"] = "vector dimension", ["cols"] = "columns per codebook tile", ["share"] = "weights per codebook (MSAVQ)",
         ["rowscales"] = "fp16 scale per output row (0/1)", ["tier"] = "tier step in index bits", ["mixed"] = "mixed precision (0/1)",
         ["modality"] = "modality weighting (0/1)", ["gamma"] = "exponent of the global salience", ["actorder"] = "GPTQ act-order (0/1)",
-        ["shift"] = "gradient shift β (0 = off)", ["trust"] = "shift trust ratio τ", ["ft"] = "codebook fine-tuning steps",
+        ["shift"] = "gradient shift β (0 = off)", ["trust"] = "shift trust ratio τ", ["ft"] = "codebook fine-tuning steps", ["bfloor"] = "ε of the output factor's floor b ≥ ε·mean(b)",
         ["lr"] = "fine-tuning learning rate", ["ftbatch"] = "fine-tuning batch size", ["kmeans"] = "k-means iterations",
         ["refine"] = "closed-form codebook refinement (0/1)", ["damp"] = "relative damping λ",
         ["curv"] = "curvature: activation or fisher", ["group"] = "column grouping: contiguous, affinity or salience",
@@ -63,6 +63,7 @@ public sealed record CurveConfig(QuantizationMethod Method, string Settings)
                 case "mixed": plan.MixedPrecision = v != 0; break;
                 case "modality": plan.ModalityWeighting = v != 0; break;
                 case "gamma": plan.GlobalExponent = v; break;
+                case "bfloor": plan.OutputFactorFloor = v; break;
                 case "damp": plan.RelativeDamping = v; quantize.RelativeDamping = v; break;
                 case "actorder": quantize.GptqActOrder = v != 0; break;
                 case "shift": quantize.GradientShift = v > 0; quantize.Beta = v > 0 ? v : quantize.Beta; break;

@@ -37,7 +37,7 @@ public sealed record CurvePoint(CurveConfig Config, double Budget, double Bits, 
 /// method so they differ only in the layer step), then every configuration at every budget through the estimator
 /// chain, evaluated item by item against the FP model.
 /// </summary>
-public sealed class CurveRunner(MLContext ml, ICurveModel model, Action<string>? status)
+public sealed class CurveRunner(MLContext ml, ICurveModel model, Action<string>? status, string? layerReports = null)
 {
     /// <summary>Runs <paramref name="plan"/> (configurations and their budgets) for seeds 0…<paramref name="seeds"/>−1, reporting each run.</summary>
     public List<CurveRun> Run(IReadOnlyList<(CurveConfig Config, double[] Budgets)> plan, int seeds, Action<CurveRun>? onRun, CancellationToken cancel)
@@ -84,6 +84,12 @@ public sealed class CurveRunner(MLContext ml, ICurveModel model, Action<string>?
         {
             double seconds = clock.Elapsed.TotalSeconds;
             double bits = q.Quantized.Layers.Sum(l => l.Cost().TotalBits) / q.Quantized.Layers.Sum(l => (double)l.Rows * l.Columns);
+            if (layerReports is not null)
+            {
+                // Per layer: shape, method, bits, proxy error, time — to see which layer a bad run breaks.
+                string name = $"{config.Name}-{budget.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture)}-seed{seed}.csv";
+                AtomicFile.WriteCsv(q.Report, Path.Combine(layerReports, string.Concat(name.Select(c => char.IsLetterOrDigit(c) || c is '.' or '-' ? c : '_'))));
+            }
             return new CurveRun(config, budget, seed, bits, model.Evaluate(q.Model), seconds);
         }
     }

@@ -12,8 +12,9 @@ namespace Msavq.MLNet.Quantization;
 /// <param name="RowScales">One fp16 scale per output row.</param>
 /// <param name="TrialBits">Bits of the RTN trial that sizes the shift's trust region.</param>
 /// <param name="Curvature">The second-order model (A, b) the shift and the sweep share.</param>
+/// <param name="OutputFactorFloor">ε of b's floor, b ← max(b, ε·mean(b)) (§8.2).</param>
 public sealed record MsavqLayerPlan(VqLayout Layout, int[] TileCodebookSizes, long[]? ColumnOrder, bool RowScales, int TrialBits,
-                                    Curvature Curvature = Curvature.Activation);
+                                    Curvature Curvature = Curvature.Activation, double OutputFactorFloor = Defaults.OutputFactorFloor);
 
 /// <summary>Options of <see cref="MsavqLayer"/>.</summary>
 public sealed record MsavqLayerOptions
@@ -68,7 +69,7 @@ public static class MsavqLayer
             a = a.index_select(0, idx).index_select(1, idx);
             g = g.index_select(1, idx);
         }
-        var b = HessianFactor.FloorOutputFactor(bRaw);                                 // §8.2 floor
+        var b = HessianFactor.FloorOutputFactor(bRaw, plan.OutputFactorFloor);       // §8.2 floor
 
         // 2. Newton shift W* = W − s·diag(b)⁻¹·G·A_λ⁻¹ on the same (A, b), §8.4 step 1, §6.7.
         var target = wp;

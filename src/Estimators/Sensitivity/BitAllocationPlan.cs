@@ -29,6 +29,8 @@ public sealed record LayerPlan
     public bool RowScales { get; init; }
     /// <summary>The second-order model the layer step uses (the one the allocation used).</summary>
     public Curvature Curvature { get; init; } = Curvature.Activation;
+    /// <summary>ε of the output factor's floor (<see cref="SensitivityEstimator.Options.OutputFactorFloor"/>) the layer step uses.</summary>
+    public double OutputFactorFloor { get; init; } = Defaults.OutputFactorFloor;
     /// <summary>r_ℓ: the weight of image tokens in this layer's A, b and G (1 = unweighted).</summary>
     public double VisionWeight { get; init; } = 1;
     /// <summary>Planned all-in cost.</summary>

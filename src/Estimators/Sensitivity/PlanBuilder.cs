@@ -88,7 +88,7 @@ internal static class PlanBuilder
             visionWeights.Add(r);
             var c = stats.Combine(r);
             var (a, bRaw) = c.Factors(o.Curvature);
-            var b = HessianFactor.FloorOutputFactor(bRaw);
+            var b = HessianFactor.FloorOutputFactor(bRaw, o.OutputFactorFloor);
             var w = input.Weight.detach().to(ScalarType.Float64);
             var scores = Salience.Elements(w, HessianFactor.Damp(a, o.RelativeDamping), b, c.G, o.LocalSalience);
             long[]? order = !permute ? null
@@ -125,7 +125,7 @@ internal static class PlanBuilder
             {
                 Layer = s.Name, Rows = s.M, Columns = s.N, Method = o.Method, Layout = layouts[l], TileCodebookSizes = sizes,
                 TileSalience = score[l], ColumnOrder = orders[l], VisionWeight = visionWeights[l], RowScales = o.RowScales,
-                Curvature = o.Curvature,
+                Curvature = o.Curvature, OutputFactorFloor = o.OutputFactorFloor,
                 Cost = VqCost(s.M, s.N, layouts[l], sizes, o.Precision, orders[l] is not null, o.RowScales),
             });
         }

@@ -42,7 +42,7 @@ internal static class ScalarPlans
             var s = shapes[l];
             var c = inputs[l].Statistics.Combine(1.0);
             var w = inputs[l].Weight.detach().to(ScalarType.Float64);
-            var b = HessianFactor.FloorOutputFactor(c.B);
+            var b = HessianFactor.FloorOutputFactor(c.B, o.OutputFactorFloor);
             var candidates = Bits.Where(x => x <= 4).SelectMany(bits => Groups.Select(g => (Bits: bits, Group: g)))
                 .Select(x => (x.Bits, x.Group, Cost: Plan(s, o.Method, x.Bits, x.Group).Cost.TotalBits))
                 .OrderBy(x => x.Cost).ThenBy(x => x.Bits).ToArray();

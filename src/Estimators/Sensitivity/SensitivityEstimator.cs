@@ -31,6 +31,12 @@ public sealed class SensitivityEstimator : IEstimator<SensitivityTransformer>
         public bool RowScales { get; set; } = Defaults.RowScales;
         /// <summary>MSAVQ: the second-order model allocation, shift and sweep share.</summary>
         public Curvature Curvature { get; set; } = Defaults.CurvatureModel;
+        /// <summary>
+        /// ε of the output factor's floor, b ← max(b, ε·mean(b)) (§8.2), in the salience and the layer step: rows
+        /// (output channels) whose loss curvature is below ε·mean weigh as if at it. 1e-3 (default) keeps b nearly as
+        /// measured; a large ε weighs every row alike (the layer-output proxy of GPTQ/GPTVQ).
+        /// </summary>
+        public double OutputFactorFloor { get; set; } = Defaults.OutputFactorFloor;
         /// <summary>MSAVQ: how input columns are ordered before tiling (with <see cref="ModalityWeighting"/> off, affinity falls back to contiguous).</summary>
         public ColumnGrouping ColumnGrouping { get; set; } = Defaults.Grouping;
         /// <summary>MSAVQ: the local sensitivity that scores channel groups.</summary>

@@ -30,7 +30,7 @@ internal static class VqPlans
             double coarsest = costs.Sum(c => c[0]);
             cheapest = Math.Min(cheapest, coarsest);
             if (coarsest > budget * (1 + 1e-12)) continue;
-            var salience = Salience(inputs);
+            var salience = Salience(inputs, o.OutputFactorFloor);
             var items = costs.Select((c, l) => new AllocationItem(salience[l], new double[c.Length], c)
             {
                 // Finer tiles fit their vectors better: a monotone model is enough to order the upgrades by salience.
@@ -54,10 +54,10 @@ internal static class VqPlans
         PlanBuilder.VqCost(s.M, s.N, lay, Enumerable.Repeat(k, lay.RowGroups(s.M) * lay.ColumnGroups(s.N)).ToArray(), o.Precision, permuted: false);
 
     /// <summary>Each layer's global salience tr(E A Eᵀ diag b) of a 2-bit RTN trial, unweighted statistics.</summary>
-    private static double[] Salience(IReadOnlyList<PlanInput> inputs) => inputs.Select(input =>
+    private static double[] Salience(IReadOnlyList<PlanInput> inputs, double floor) => inputs.Select(input =>
     {
         using var scope = NewDisposeScope();
         var c = input.Statistics.Combine(1.0);
-        return Sensitivity.Salience.Global(input.Weight.detach().to(ScalarType.Float64), c.A, HessianFactor.FloorOutputFactor(c.B), 2);
+        return Sensitivity.Salience.Global(input.Weight.detach().to(ScalarType.Float64), c.A, HessianFactor.FloorOutputFactor(c.B, floor), 2);
     }).ToArray();
 }
