@@ -31,8 +31,16 @@ public static class Defaults
     public const QuantizationMethod Method = QuantizationMethod.Msavq;
     /// <summary>d: weights per vector along the input dimension; d = 2 suits layers of a few hundred columns (architecture.md §9).</summary>
     public const int VectorDimension = 2;
-    /// <summary>Weights sharing one codebook (GPTVQ's groupsize for d = 2).</summary>
+    /// <summary>Weights sharing one codebook at d = 2 (GPTVQ's groupsize for d = 2).</summary>
     public const long WeightsPerCodebook = 2048;
+
+    /// <summary>
+    /// Weights sharing one codebook at vector dimension <paramref name="d"/>: 64·d·4^d (256 at d = 1, 2,048 at d = 2,
+    /// 65,536 at d = 4, GPTVQ's groupsizes), so that a codebook of 2 index bits per weight (K = 4^d, int8 entries) costs
+    /// 1/8 bit per weight at every d. A fixed share would not: at d = 4 a 2,048-weight tile's K = 256 codebook alone
+    /// costs 4 bits per weight, and the allocation, to meet a 2.25-bit budget, would give most tiles K ≤ 32.
+    /// </summary>
+    public static long WeightsPerCodebookFor(int d) => d is >= 1 and <= 10 ? 64L * d << (2 * d) : throw new ArgumentOutOfRangeException(nameof(d), d, "d must be 1 to 10.");
     /// <summary>
     /// Input columns per codebook tile, for GPTVQ and MSAVQ alike. With modality weighting, MSAVQ sorts columns by
     /// affinity a_j = V_jj / (V_jj + T_jj) first, so each column group is an affinity bin (§8.3).

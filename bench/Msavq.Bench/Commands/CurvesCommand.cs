@@ -121,7 +121,7 @@ public sealed class CurvesCommand(IAnsiConsole console) : Command<CurvesCommand.
         QuantizationMethod.Rtn => new[] { "" },
         QuantizationMethod.Gptq or QuantizationMethod.GptqMixed => new[] { "actorder=1", "actorder=0" },
         QuantizationMethod.Gptvq => new[] { "d=2,cols=32", "d=2,cols=256", "d=4,cols=256" },
-        _ when model is "minilm" or "resnet18" or "ppocr" => new[] { "ft=0", "ft=0,forward=1", "ft=100" },
+        _ when model is "minilm" or "resnet18" or "ppocr" => new[] { "ft=0", "ft=0,forward=1", "ft=100", "d=4,cols=256,ft=0", "d=4,cols=256,ft=0,forward=1" },
         _ => new[] { "ft=0", "", "cols=64,rowscales=1" },
     };
 

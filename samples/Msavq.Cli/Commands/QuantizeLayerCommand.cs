@@ -45,9 +45,8 @@ public sealed class QuantizeLayerCommand(IAnsiConsole console) : Command<Quantiz
         [CommandOption("--columns-per-group <C>"), Description("Input columns per codebook tile (gptvq, msavq)."), DefaultValue(Defaults.ColumnsPerGroup)]
         public int ColumnsPerGroup { get; init; } = Defaults.ColumnsPerGroup;
 
-        [CommandOption("--weights-per-codebook <S>"), Description("Weights sharing one codebook (msavq; gptvq searches its own)."),
-         DefaultValue(Defaults.WeightsPerCodebook)]
-        public long WeightsPerCodebook { get; init; } = Defaults.WeightsPerCodebook;
+        [CommandOption("--weights-per-codebook <S>"), Description("Weights sharing one codebook (msavq; gptvq searches its own); default 64·d·4^d: 2048 at d = 2, 65536 at d = 4.")]
+        public long? WeightsPerCodebook { get; init; }
 
         [CommandOption("--uniform"), Description("msavq: one codebook size for every tile (no mixed precision).")]
         public bool Uniform { get; init; }

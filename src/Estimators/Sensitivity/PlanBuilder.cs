@@ -53,7 +53,8 @@ internal static class PlanBuilder
     {
         int d = o.VectorDimension;
         var layouts = shapes.Select(s =>
-            VqLayout.ForGroupSize(s.M, s.N, d, ColumnsPerGroup(s.N, d, o.ColumnsPerGroup), o.WeightsPerCodebook)).ToList();
+            VqLayout.ForGroupSize(s.M, s.N, d, ColumnsPerGroup(s.N, d, o.ColumnsPerGroup),
+                o.WeightsPerCodebook ?? Defaults.WeightsPerCodebookFor(d))).ToList();
         // Affinity bins need both modalities: a text-only model would pay for a permutation that sorts nothing.
         bool bothModalities = inputs.Any(s => s.Statistics.ImageTokens > 0 && s.Statistics.TextTokens > 0);
         bool tiled = layouts.Any(l => l.ColumnsPerGroup < shapes[0].N);

@@ -19,8 +19,11 @@ public sealed class SensitivityEstimator : IEstimator<SensitivityTransformer>
         public QuantizationMethod Method { get; set; } = Defaults.Method;
         /// <summary>d for the VQ methods.</summary>
         public int VectorDimension { get; set; } = Defaults.VectorDimension;
-        /// <summary>Weights per codebook tile for MSAVQ (GPTVQ's is searched to fit the budget).</summary>
-        public long WeightsPerCodebook { get; set; } = Defaults.WeightsPerCodebook;
+        /// <summary>
+        /// Weights per codebook tile for MSAVQ (GPTVQ's is searched to fit the budget); null (default):
+        /// <see cref="Defaults.WeightsPerCodebookFor"/>(<see cref="VectorDimension"/>) — 2,048 at d = 2, 65,536 at d = 4.
+        /// </summary>
+        public long? WeightsPerCodebook { get; set; }
         /// <summary>Ablation switch: false gives every tile the same codebook size.</summary>
         public bool MixedPrecision { get; set; } = true;
         /// <summary>Ablation switch: false drops r_ℓ (image tokens weigh 1) and the modality-affinity bins.</summary>
@@ -78,7 +81,7 @@ public sealed class SensitivityEstimator : IEstimator<SensitivityTransformer>
             throw Bad(nameof(o.TargetBitsPerWeight), o.TargetBitsPerWeight, "a positive number of bits per weight");
         if (!Enum.IsDefined(o.Method)) throw Bad(nameof(o.Method), o.Method, string.Join(", ", Enum.GetNames<QuantizationMethod>()));
         if (o.VectorDimension is not (1 or 2 or 4 or 8)) throw Bad(nameof(o.VectorDimension), o.VectorDimension, "1, 2, 4 or 8");
-        if (o.WeightsPerCodebook < 1) throw Bad(nameof(o.WeightsPerCodebook), o.WeightsPerCodebook, "at least 1");
+        if (o.WeightsPerCodebook is < 1) throw Bad(nameof(o.WeightsPerCodebook), o.WeightsPerCodebook, "at least 1");
         if (o.ColumnsPerGroup < o.VectorDimension)
             throw Bad(nameof(o.ColumnsPerGroup), o.ColumnsPerGroup, $"at least VectorDimension {o.VectorDimension} (the widest group that fits is taken)");
         if (!double.IsFinite(o.GlobalExponent)) throw Bad(nameof(o.GlobalExponent), o.GlobalExponent, "a finite number");
