@@ -64,13 +64,14 @@ internal static class OnnxQuantizeJob
         var ml = new MLContext(seed: s.Seed);
         TorchSharp.torch.set_num_threads(s.Threads);
         var layerOptions = new OnnxLayerOptions { NamePattern = s.Layers, MinimumWeights = s.MinWeights };
+        byte[] graph = File.ReadAllBytes(onnx);
         using var model = images
-            ? OnnxModel.Load(onnx, new OnnxImageOptions
+            ? OnnxModel.Load(graph, new OnnxImageOptions
             {
                 ChannelOrder = s.Channels.Equals("bgr", StringComparison.OrdinalIgnoreCase) ? ImageChannelOrder.Bgr : ImageChannelOrder.Rgb,
                 Scale = s.Scale, Mean = Triple(s.Mean, "--mean"), Std = Triple(s.Std, "--std"),
-            }, layerOptions)
-            : OnnxModel.Load(onnx, TextOptions(onnx, s.Vocab!), layerOptions);
+            }, layerOptions, source: onnx)
+            : OnnxModel.Load(graph, TextOptions(graph, s.Vocab!), layerOptions, source: onnx);
 
         IDataView calibration;
         List<byte[]> heldImages = [];
@@ -127,7 +128,7 @@ internal static class OnnxQuantizeJob
         if (s.Format == "msavq")
         {
             MsavqPipeline.Save(ml, pipeline, calibration.Schema, s.Out);
-            table.AddRow("ML.NET model zip (codes and graph)", $"{new FileInfo(onnx).Length / 1024.0:N0} KiB (ONNX)", $"{new FileInfo(s.Out).Length / 1024.0:N0} KiB");
+            table.AddRow("ML.NET model zip (codes and graph)", $"{graph.Length / 1024.0:N0} KiB (ONNX)", $"{new FileInfo(s.Out).Length / 1024.0:N0} KiB");
             note = $"an ML.NET model zip: load with MsavqPipeline.Load; its transformer reads column '{FeatureInput(model)}' and adds " +
                    $"'{quantized.FeatureColumn}' ({model.FeatureLength} floats per row)";
             console.Write(table);
@@ -145,7 +146,7 @@ internal static class OnnxQuantizeJob
                 bytes = q.ToOnnx();
                 note = "dequantized float32 weights (ONNX Runtime, ML.NET ApplyOnnxModel)";
             }
-            table.AddRow("ONNX file", $"{new FileInfo(onnx).Length / 1024.0:N0} KiB", $"{bytes.Length / 1024.0:N0} KiB");
+            table.AddRow("ONNX file", $"{graph.Length / 1024.0:N0} KiB", $"{bytes.Length / 1024.0:N0} KiB");
             console.Write(table);
             AtomicFile.Write(s.Out, bytes);
         }
@@ -167,11 +168,11 @@ internal static class OnnxQuantizeJob
     /// A BERT export's text options, without the attention mask or token types where the graph has no such input
     /// (the library's defaults name all three; a graph that reads fewer would be refused).
     /// </summary>
-    private static OnnxTextOptions TextOptions(string onnx, string vocab)
+    private static OnnxTextOptions TextOptions(byte[] onnx, string vocab)
     {
         var text = OnnxTextOptions.Bert(vocab);
         Onnx.GraphProto graph;
-        try { graph = Onnx.ModelProto.Parser.ParseFrom(File.ReadAllBytes(onnx)).Graph; }
+        try { graph = Onnx.ModelProto.Parser.ParseFrom(onnx).Graph; }
         catch (Google.Protobuf.InvalidProtocolBufferException) { return text; }   // loading says what is wrong with the file
         if (graph is null) return text;
         var initializers = graph.Initializer.Select(i => i.Name).ToHashSet();

@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Msavq.MLNet.Models;
@@ -12,14 +11,8 @@ namespace Msavq.MLNet.Models.Onnx;
 /// <summary>
 /// An <see cref="OnnxModel"/> as bytes, for a saved pipeline (<see cref="MsavqPipeline.Save"/>): the graph with the
 /// model's current weights (<see cref="OnnxModel.ToOnnx()"/>), how it reads its input and which layers are its
-/// Linears. Layout (little-endian):
-/// <code>
-/// "MSAVQONX"      8 bytes magic
-/// version         u32 (= 1)
-/// optionsLength   u32, then the options as UTF-8 JSON (text or image options, the layer names; a text model's vocabulary)
-/// onnxLength      u64, then the ONNX model
-/// sha256          32 bytes over everything before it
-/// </code>
+/// Linears, in the <see cref="CheckpointContainer"/>: magic "MSAVQONX", version 1, the options as JSON header (text or
+/// image options, the layer names; a text model's vocabulary), the ONNX model as payload.
 /// </summary>
 public static class OnnxModelCheckpoint
 {
@@ -53,20 +46,7 @@ public static class OnnxModelCheckpoint
                                       text.Pooling, text.Normalize, text.MaxTokens),
             };
         }
-        byte[] json = JsonSerializer.SerializeToUtf8Bytes(options);
-        byte[] onnx = model.ToOnnx();
-        using var ms = new MemoryStream();
-        using (var w = new BinaryWriter(ms, Encoding.UTF8, leaveOpen: true))
-        {
-            w.Write(Magic);
-            w.Write(Version);
-            w.Write((uint)json.Length);
-            w.Write(json);
-            w.Write((ulong)onnx.LongLength);
-            w.Write(onnx);
-        }
-        ms.Write(SHA256.HashData(ms.GetBuffer().AsSpan(0, (int)ms.Length)));
-        return ms.ToArray();
+        return CheckpointContainer.Write(Magic, Version, JsonSerializer.SerializeToUtf8Bytes(options), model.ToOnnx());
     }
 
     /// <exception cref="InvalidDataException">The bytes are not a valid checkpoint; the message names <paramref name="source"/> and why.</exception>
@@ -75,24 +55,13 @@ public static class OnnxModelCheckpoint
     {
         ArgumentNullException.ThrowIfNull(bytes);
         InvalidDataException Bad(string why) => new($"ONNX model checkpoint '{source}' is invalid: {why}.");
-        int header = Magic.Length + 8;
-        if (bytes.Length < header + 8 + 32) throw Bad($"only {bytes.Length} bytes (truncated?)");
-        if (!bytes.AsSpan(0, Magic.Length).SequenceEqual(Magic)) throw Bad("wrong magic (not an ONNX model checkpoint)");
-        uint version = BitConverter.ToUInt32(bytes, Magic.Length);
-        if (version != Version) throw Bad($"format version {version}, this build reads {Version}");
-        var body = bytes.AsSpan(0, bytes.Length - 32);
-        if (!SHA256.HashData(body).AsSpan().SequenceEqual(bytes.AsSpan(bytes.Length - 32))) throw Bad("checksum mismatch (truncated or corrupted)");
-        uint optionsLength = BitConverter.ToUInt32(bytes, Magic.Length + 4);
-        if (optionsLength > MaxOptionsBytes || header + (long)optionsLength + 8 > body.Length) throw Bad($"options length {optionsLength:N0} beyond the end of the file");
+        var parts = CheckpointContainer.Read(bytes, Magic, Version, "an ONNX model checkpoint", "options", "ONNX", MaxOptionsBytes, Bad);
         StoredOptions options;
-        try { options = JsonSerializer.Deserialize<StoredOptions>(body.Slice(header, (int)optionsLength)) ?? throw Bad("empty options"); }
+        try { options = JsonSerializer.Deserialize<StoredOptions>(bytes.AsSpan(parts.HeaderAt, parts.HeaderLength)) ?? throw Bad("empty options"); }
         catch (JsonException e) { throw Bad($"unreadable options ({e.Message})"); }
-        long onnxAt = header + optionsLength + 8;
-        ulong onnxLength = BitConverter.ToUInt64(bytes, header + (int)optionsLength);
-        if ((ulong)(body.Length - onnxAt) != onnxLength) throw Bad("ONNX length does not match the file size");
         if ((options.Text is null) == (options.Image is null)) throw Bad("the options describe neither a text nor an image model, or both");
         if (options.Layers is not { Length: > 0 }) throw Bad("no layers are named");
-        var onnx = body.Slice((int)onnxAt).ToArray();
+        var onnx = bytes.AsSpan(parts.PayloadAt, parts.PayloadLength).ToArray();
         var layers = new OnnxLayerOptions { Layers = options.Layers };
         try
         {

@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Msavq.MLNet.Models;
@@ -44,19 +43,7 @@ public static class ShapesVlmCheckpoint
         using var state = new MemoryStream();
         using (var sw = new BinaryWriter(state, Encoding.UTF8, leaveOpen: true)) model.save(sw);
         byte[] config = JsonSerializer.SerializeToUtf8Bytes(model.Config);
-        using var ms = new MemoryStream();
-        using (var w = new BinaryWriter(ms, Encoding.UTF8, leaveOpen: true))
-        {
-            w.Write(Magic);
-            w.Write(Version);
-            w.Write((uint)config.Length);
-            w.Write(config);
-            w.Write((ulong)state.Length);
-            w.Write(state.GetBuffer(), 0, (int)state.Length);
-        }
-        byte[] hash = SHA256.HashData(ms.GetBuffer().AsSpan(0, (int)ms.Length));
-        ms.Write(hash);
-        return ms.ToArray();
+        return CheckpointContainer.Write(Magic, Version, config, state.GetBuffer().AsSpan(0, (int)state.Length));
     }
 
     /// <exception cref="FileNotFoundException">No file at <paramref name="path"/>.</exception>
@@ -79,27 +66,16 @@ public static class ShapesVlmCheckpoint
     {
         InvalidDataException Bad(string why) => new($"ShapesVlm checkpoint '{source}' is invalid: {why}.");
 
-        int header = Magic.Length + 8;
-        if (bytes.Length < header + 8 + 32) throw Bad($"only {bytes.Length} bytes (truncated?)");
-        if (!bytes.AsSpan(0, Magic.Length).SequenceEqual(Magic)) throw Bad("wrong magic (not a ShapesVlm checkpoint)");
-        uint version = BitConverter.ToUInt32(bytes, Magic.Length);
-        if (version != Version) throw Bad($"format version {version}, this build reads {Version}");
-        var body = bytes.AsSpan(0, bytes.Length - 32);
-        if (!SHA256.HashData(body).AsSpan().SequenceEqual(bytes.AsSpan(bytes.Length - 32)))
-            throw Bad("checksum mismatch (truncated or corrupted)");
-
-        uint configLength = BitConverter.ToUInt32(bytes, Magic.Length + 4);
-        if (header + (long)configLength + 8 > body.Length) throw Bad("config length beyond the end of the file");
+        var parts = CheckpointContainer.Read(bytes, Magic, Version, "a ShapesVlm checkpoint", "config", "state", int.MaxValue, Bad);
         ShapesVlmConfig config;
         try
         {
-            config = JsonSerializer.Deserialize<ShapesVlmConfig>(body.Slice(header, (int)configLength))
+            config = JsonSerializer.Deserialize<ShapesVlmConfig>(bytes.AsSpan(parts.HeaderAt, parts.HeaderLength))
                      ?? throw Bad("empty config");
         }
         catch (JsonException e) { throw Bad($"unreadable config ({e.Message})"); }
-        long stateAt = header + configLength + 8;
-        ulong stateLength = BitConverter.ToUInt64(bytes, header + (int)configLength);
-        if ((ulong)(body.Length - stateAt) != stateLength) throw Bad("state length does not match the file size");
+        long stateAt = parts.PayloadAt;
+        ulong stateLength = (ulong)parts.PayloadLength;
         // Before anything is allocated: every field in range, and weights for every parameter the config describes.
         if (config.Problem() is { } problem) throw Bad($"config field {problem.Field} {problem.Why}");
         long parameters = config.ParameterCount();
